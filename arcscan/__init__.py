@@ -1,0 +1,1 @@
+"""arcscan: discrete auroral arc segmentation in all-sky imager frames."""
