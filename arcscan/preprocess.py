@@ -24,13 +24,6 @@ class PreprocessConfig:
     high_percentile: float = 99.5
     min_range: float = 300.0  # counts; keeps noise-only frames from being stretched to full scale
 
-    @classmethod
-    def from_params(cls, section: dict) -> "PreprocessConfig":
-        values = dict(section)
-        if "fov_center" in values:
-            values["fov_center"] = tuple(values["fov_center"])
-        return cls(**values)
-
 
 def fov_mask(shape: tuple[int, int], config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
     """Boolean mask of the sky disc."""

@@ -1,0 +1,58 @@
+# arcscan: every command a user needs. `make demo` runs the main job, `make test` the tests;
+# both create the virtual environment (.venv) and install pinned dependencies first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 5000
+
+.PHONY: help venv data train promote rollback demo test test-fast mlflow-server starter-data lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install pinned dependencies
+
+data: $(STAMP)  ## fetch the starter dataset (data/) from the DVC remote in dvc-storage/
+	$(BIN)/dvc pull --quiet data.dvc
+
+train: data  ## dvc repro: patches -> PNU training -> evaluation -> registration (alias challenger)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+promote: $(STAMP)  ## move alias champion to the challenger if it is better (FORCE=1 to force)
+	$(BIN)/arcscan promote $(if $(FORCE),--force)
+
+rollback: $(STAMP)  ## move alias champion back to the previous champion
+	$(BIN)/arcscan rollback
+
+demo: train promote  ## the main job on the built-in data: train, register, promote
+	@echo "demo done: see reports/metrics.json and reports/overlays/"
+
+test: $(STAMP)  ## the whole test suite (slow tests included)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## the test suite without the slow server/pipeline tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+mlflow-server: $(STAMP)  ## a real MLflow tracking server on 127.0.0.1:$(PORT) (BACKEND=postgresql+psycopg2://... to use PostgreSQL)
+	$(BIN)/arcscan mlflow-server --port $(PORT) $(if $(BACKEND),--backend-store-uri '$(BACKEND)')
+
+starter-data: $(STAMP)  ## regenerate the synthetic starter dataset from params.yaml and track it with DVC
+	$(BIN)/python training/make_starter_data.py data
+	$(BIN)/dvc add --quiet data
+	$(BIN)/dvc push --quiet data.dvc
+
+lock: $(STAMP)  ## rewrite requirements.lock from the current environment
+	$(BIN)/pip freeze --exclude-editable | grep -v '^arcscan' \
+	  | sed -e 's/^torch==/torch===/' -e 's/^torchvision==/torchvision===/' > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:  ## remove pipeline outputs and the local MLflow store (not data/ or .venv)
+	rm -rf patches models reports/overlays mlflow/store

@@ -1,0 +1,81 @@
+"""Stage `evaluate`: held-out metrics of the trained model, logged to its MLflow run.
+
+    python training/evaluate.py models/model.pt patches/test.npz data/test reports
+
+Patch level: accuracy, F1 (score > 0) and ROC AUC on held-out labelled patches. Pixel level,
+on held-out synthetic frames with ground truth: IoU and F1 of the arc mask inside the sky
+disc, from the raster scan alone and after the dense CRF. Writes ``reports/metrics.json``,
+``reports/loss.png``, ``reports/roc.png`` and sample overlays in ``reports/overlays/``.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from arcscan import registry
+from arcscan.config import load_params
+from arcscan.frames import read_frames
+from arcscan.metrics import MaskAgreement, patch_metrics
+from arcscan.model import load_checkpoint
+from arcscan.patches import PatchSet
+from arcscan.plots import loss_curves, overlay, roc, save_png
+from arcscan.preprocess import fov_mask, normalize
+from arcscan.segment import Segmenter
+from arcscan.synth import mask_path, read_masks
+from arcscan.train import predict_scores
+
+
+def main(checkpoint: Path, test_patches: Path, test_frames: Path, reports: Path) -> None:
+    params = load_params()
+    model, _ = load_checkpoint(checkpoint)
+    segmenter = Segmenter.from_params(model, params)
+
+    test = PatchSet.load(test_patches)
+    scores = predict_scores(model, test.images)
+    patch = patch_metrics(test.labels, scores)
+
+    scan, crf = MaskAgreement(), MaskAgreement()
+    timings, overlays = [], []
+    for path in sorted(test_frames.glob("*.pgm*")):
+        masks = read_masks(mask_path(path))
+        for frame, truth in zip(read_frames(path), masks):
+            result = segmenter(frame)
+            fov = fov_mask(truth.shape, segmenter.preprocess)
+            scan.add(result.mask_scan, truth, fov)
+            crf.add(result.mask, truth, fov)
+            timings.append(result.scan_ms + result.crf_ms)
+            if len(overlays) < params["evaluate"]["overlays"] and frame.index % 10 == 0 and truth.any():
+                image01 = normalize(frame.image, segmenter.preprocess, frame.ccd_background)
+                overlays.append(save_png(overlay(image01, result.mask, truth), reports / "overlays" / f"{path.name.split('.')[0]}_{frame.index:02d}.png"))
+    metrics = {
+        "patch_accuracy": patch["accuracy"],
+        "patch_f1": patch["f1"],
+        "patch_roc_auc": patch["roc_auc"],
+        "pixel_iou_scan": scan.iou(),
+        "pixel_f1_scan": scan.f1(),
+        "pixel_iou_crf": crf.iou(),
+        "pixel_f1_crf": crf.f1(),
+        "test_patches": len(test),
+        "test_frames": len(timings),
+        "ms_per_frame_median": float(np.median(timings)),
+    }
+    reports.mkdir(exist_ok=True)
+    (reports / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    history = json.loads((reports / "train_history.json").read_text())["epochs"]
+    loss_curves(history, reports / "loss.png")
+    roc(test.labels, scores, patch["roc_auc"], reports / "roc.png")
+
+    registry.configure()
+    run_id = json.loads((checkpoint.parent / "run.json").read_text())["run_id"]
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(metrics)
+        for path in [reports / "loss.png", reports / "roc.png", *overlays]:
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+    print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    main(*(Path(arg) for arg in sys.argv[1:5]))
