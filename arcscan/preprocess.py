@@ -16,8 +16,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Sky-disc geometry (pixels; x right, y down) and intensity scaling."""
+    """Frame size, sky-disc geometry (pixels; x right, y down) and intensity scaling."""
 
+    frame_shape: tuple[int, int] = (256, 256)  # (height, width) the model and disc are set up for
     fov_center: tuple[float, float] = (127.5, 127.5)
     fov_radius: float = 118.0
     low_percentile: float = 1.0

@@ -23,6 +23,7 @@ from skimage.measure import label, regionprops
 from skimage.morphology import skeletonize
 
 from arcscan.config import build
+from arcscan.errors import InputError
 from arcscan.frames import Frame
 from arcscan.preprocess import PreprocessConfig, fov_mask, normalize
 
@@ -184,6 +185,12 @@ class Segmenter:
         )
 
     def __call__(self, frame: Frame) -> Segmentation:
+        expected = tuple(self.preprocess.frame_shape)
+        if frame.image.shape != expected:
+            raise InputError(
+                f"{frame.source or 'input'} frame {frame.index}: expected {expected[1]}x{expected[0]} pixels, "
+                f"got {frame.image.shape[1]}x{frame.image.shape[0]}"
+            )
         image01 = normalize(frame.image, self.preprocess, frame.ccd_background)
         fov = fov_mask(image01.shape, self.preprocess)
         start = time.perf_counter()

@@ -1,0 +1,157 @@
+"""The ``arcscan`` command line: label, synthesise, segment, promote, serve the tracking store.
+
+Input errors (bad frames, bad CSV rows, registry refusals) print one clear line on stderr and
+exit with status 2; anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from arcscan.errors import ArcscanError
+
+
+def _segmenter(args: argparse.Namespace):
+    """The model from a checkpoint file, or from the registry alias (``--alias``)."""
+    from arcscan import registry
+    from arcscan.config import load_params
+    from arcscan.model import load_checkpoint
+    from arcscan.segment import Segmenter
+
+    params = load_params(args.params)
+    if args.alias:
+        registry.configure()
+        folder = Path(tempfile.mkdtemp(prefix="arcscan-model-"))
+        checkpoint, version = registry.download_checkpoint(params["register"]["model_name"], args.alias, folder)
+        print(f"model: {params['register']['model_name']} version {version.version} (@{args.alias})", file=sys.stderr)
+    else:
+        checkpoint = Path(args.checkpoint)
+    model, _ = load_checkpoint(checkpoint)
+    return Segmenter.from_params(model, params)
+
+
+def cmd_segment(args: argparse.Namespace) -> None:
+    from arcscan.frames import read_frames
+    from arcscan.plots import overlay, save_png
+    from arcscan.preprocess import normalize
+
+    segmenter = _segmenter(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.files:
+        path = Path(name)
+        for frame in read_frames(path):
+            result = segmenter(frame)
+            stem = f"{path.name.split('.')[0]}_{frame.index:02d}"
+            image01 = normalize(frame.image, segmenter.preprocess, frame.ccd_background)
+            save_png(overlay(image01, result.mask), out / f"{stem}_overlay.png")
+            save_png(result.mask, out / f"{stem}_mask.png")
+            stamp = frame.timestamp.isoformat() if frame.timestamp else None
+            summary = {"file": path.name, "frame": frame.index, "timestamp": stamp, **result.summary()}
+            (out / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+            print(f"{stem}: arc fraction {result.arc_fraction:.3f}, {len(result.objects)} arcs, scan {result.scan_ms:.0f} ms, CRF {result.crf_ms:.0f} ms")
+
+
+def cmd_patches(args: argparse.Namespace) -> None:
+    from arcscan.config import build, load_params
+    from arcscan.patches import labelled_set
+    from arcscan.preprocess import PreprocessConfig
+
+    params = load_params(args.params)
+    patches = labelled_set(args.csv, args.frames, build(PreprocessConfig, params["preprocess"]), params["patches"]["size"])
+    patches.save(args.output)
+    print(f"{args.output}: {int((patches.labels == 1).sum())} arc and {int((patches.labels == 0).sum())} other patches")
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from arcscan.synth import write_minute
+
+    start = datetime.fromisoformat(args.start).replace(tzinfo=timezone.utc)
+    for minute in range(args.minutes):
+        frames_path, masks_path = write_minute(Path(args.output), args.seed + minute, start + timedelta(minutes=minute), args.frames)
+        print(f"{frames_path} {masks_path}")
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    from arcscan import registry
+    from arcscan.config import load_params
+
+    section = load_params(args.params)["register"]
+    registry.configure()
+    result = registry.promote(section["model_name"], section["metric"], force=args.force)
+    print(result.reason)
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    from arcscan import registry
+    from arcscan.config import load_params
+
+    registry.configure()
+    print(registry.rollback(load_params(args.params)["register"]["model_name"]).reason)
+
+
+def cmd_mlflow_server(args: argparse.Namespace) -> None:
+    from arcscan import registry
+
+    backend = args.backend_store_uri or registry.default_backend_store_uri()
+    command = registry.tracking_server_command(backend, Path(args.artifacts), args.host, args.port)
+    print(f"MLflow tracking server on http://{args.host}:{args.port} (backend {backend.split('@')[-1]})", file=sys.stderr)
+    raise SystemExit(subprocess.call(command))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="arcscan", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    segment = commands.add_parser("segment", help="segment frames: overlay PNG, mask PNG and JSON per frame")
+    segment.add_argument("files", nargs="+", help="stream0 .pgm/.pgm.gz, 16-bit PNG or .npy files")
+    segment.add_argument("-o", "--output", default="segmented", help="output folder")
+    source = segment.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", default="models/model.pt", help="model checkpoint (default: models/model.pt)")
+    source.add_argument("--alias", help="use the registered model version with this alias (e.g. champion)")
+    segment.set_defaults(run=cmd_segment)
+
+    patches = commands.add_parser("patches", help="turn a label CSV (file,frame,x,y,label) into a labelled patch set")
+    patches.add_argument("csv")
+    patches.add_argument("--frames", required=True, help="folder holding the files named in the CSV")
+    patches.add_argument("-o", "--output", required=True, help="output .npz")
+    patches.set_defaults(run=cmd_patches)
+
+    synth = commands.add_parser("synth", help="write synthetic stream0 minutes with ground-truth masks")
+    synth.add_argument("output")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--minutes", type=int, default=1)
+    synth.add_argument("--frames", type=int, default=20, help="frames per minute")
+    synth.add_argument("--start", default="2026-01-01T06:00:00", help="UTC start time")
+    synth.set_defaults(run=cmd_synth)
+
+    promote = commands.add_parser("promote", help="move alias champion to the challenger if it is better")
+    promote.add_argument("--force", action="store_true", help="promote even if it is not better")
+    promote.set_defaults(run=cmd_promote)
+
+    rollback = commands.add_parser("rollback", help="move alias champion back to the previous champion")
+    rollback.set_defaults(run=cmd_rollback)
+
+    server = commands.add_parser("mlflow-server", help="run a real MLflow tracking server")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--backend-store-uri", help="default: the embedded SQLite store mlflow/store/mlflow.db")
+    server.add_argument("--artifacts", default="mlflow/store/artifacts", help="artifact folder")
+    server.set_defaults(run=cmd_mlflow_server)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except ArcscanError as err:
+        print(f"arcscan {args.command}: {err}", file=sys.stderr)
+        raise SystemExit(2) from err

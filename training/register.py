@@ -1,0 +1,42 @@
+"""Stage `register`: a new version of the registered model from this run, alias `challenger`.
+
+    python training/register.py models reports/metrics.json reports/registered.json
+
+Exports the model to ONNX, logs the checkpoint, the ONNX file and the params.yaml that holds
+the scan/CRF settings to the training run, registers a version and points `challenger` at
+it. Promotion to `champion` stays a deliberate step (``make promote``).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from arcscan import registry
+from arcscan.config import load_params
+from arcscan.model import export_onnx, load_checkpoint
+
+
+def main(models: Path, metrics_path: Path, out: Path) -> None:
+    params = load_params()
+    model, config = load_checkpoint(models / "model.pt")
+    onnx_path = export_onnx(model, config, models / "model.onnx")
+    run_id = json.loads((models / "run.json").read_text())["run_id"]
+    metrics = json.loads(metrics_path.read_text())
+    metric = params["register"]["metric"]
+
+    registry.configure()
+    version = registry.register_version(
+        run_id,
+        params["register"]["model_name"],
+        checkpoint=models / "model.pt",
+        onnx=onnx_path,
+        files=[Path("params.yaml")],
+        tags={metric: f"{metrics[metric]:.4f}"},
+    )
+    record = {"model_name": version.name, "version": version.version, "run_id": run_id, "alias": "challenger", metric: metrics[metric]}
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
