@@ -102,7 +102,7 @@ def cmd_mlflow_server(args: argparse.Namespace) -> None:
     backend = args.backend_store_uri or registry.default_backend_store_uri()
     command = registry.tracking_server_command(backend, Path(args.artifacts), args.host, args.port)
     print(f"MLflow tracking server on http://{args.host}:{args.port} (backend {backend.split('@')[-1]})", file=sys.stderr)
-    raise SystemExit(subprocess.call(command))
+    raise SystemExit(subprocess.call(command, env=registry.tracking_server_env()))
 
 
 def build_parser() -> argparse.ArgumentParser:

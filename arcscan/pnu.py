@@ -53,39 +53,57 @@ class PNURisk(nn.Module):
         eta: mixing weight in [-1, 1]; 0 gives PN, 1 nnPU, -1 nnNU.
         beta, gamma: the non-negative correction's threshold and step scale (Kiryo et al.).
         nonnegative: False gives the unbiased (uncorrected) PNU risk.
+        positive_weight: w, the weight of the positive class in the risk being estimated,
+            R_w = w R_+ + (1 - w) R_-. None means w = pi: the misclassification rate of the
+            formulas above. w = 0.5 is the balanced error, which suits a rare class (arcs
+            cover a few percent of the sky): each class-conditional risk is estimated as in
+            PN/PU/NU (e.g. R_- from U and P as (R_U^- - pi R_P^-) / (1 - pi)) and weighted
+            by w and 1 - w instead of pi and 1 - pi.
     """
 
     def __init__(
-        self, prior: float, eta: float, beta: float = 0.0, gamma: float = 1.0, nonnegative: bool = True
+        self,
+        prior: float,
+        eta: float,
+        beta: float = 0.0,
+        gamma: float = 1.0,
+        nonnegative: bool = True,
+        positive_weight: float | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < prior < 1.0:
             raise ValueError(f"class prior must be in (0, 1), got {prior}")
         if not -1.0 <= eta <= 1.0:
             raise ValueError(f"eta must be in [-1, 1], got {eta}")
+        weight = prior if positive_weight is None else positive_weight
+        if not 0.0 < weight < 1.0:
+            raise ValueError(f"positive_weight must be in (0, 1), got {weight}")
         self.prior, self.eta, self.beta, self.gamma = prior, eta, beta, gamma
         self.nonnegative = nonnegative
+        self.positive_weight = weight
 
     def forward(self, g_p: torch.Tensor, g_n: torch.Tensor, g_u: torch.Tensor) -> RiskTerms:
-        pi, eta = self.prior, self.eta
+        pi, eta, w = self.prior, self.eta, self.positive_weight
         r_p_pos, r_n_neg = sigmoid_loss(g_p).mean(), sigmoid_loss(-g_n).mean()
-        pn = pi * r_p_pos + (1 - pi) * r_n_neg
-        if eta >= 0:  # PU part: negative-class risk estimated from U and P
-            labelled = pi * r_p_pos
-            bracket = sigmoid_loss(-g_u).mean() - pi * sigmoid_loss(-g_p).mean()
-        else:  # NU part: positive-class risk estimated from U and N
-            labelled = (1 - pi) * r_n_neg
-            bracket = sigmoid_loss(g_u).mean() - (1 - pi) * sigmoid_loss(g_n).mean()
-        weight = abs(eta)
+        pn = w * r_p_pos + (1 - w) * r_n_neg
+        if eta >= 0:  # PU part: the negative-class risk estimated from U and P
+            labelled = w * r_p_pos
+            scale = (1 - w) / (1 - pi)
+            bracket = scale * (sigmoid_loss(-g_u).mean() - pi * sigmoid_loss(-g_p).mean())
+        else:  # NU part: the positive-class risk estimated from U and N
+            labelled = (1 - w) * r_n_neg
+            scale = w / pi
+            bracket = scale * (sigmoid_loss(g_u).mean() - (1 - pi) * sigmoid_loss(g_n).mean())
+        mix = abs(eta)
         if not self.nonnegative:
-            risk = (1 - weight) * pn + weight * (labelled + bracket)
+            risk = (1 - mix) * pn + mix * (labelled + bracket)
             return RiskTerms(risk, risk.detach(), pn.detach(), bracket.detach(), False)
-        risk = (1 - weight) * pn + weight * (labelled + torch.clamp(bracket, min=0.0))
-        clipped = weight > 0 and bracket.item() < -self.beta
+        risk = (1 - mix) * pn + mix * (labelled + torch.clamp(bracket, min=0.0))
+        clipped = mix > 0 and bracket.item() < -self.beta * scale
         if clipped:
-            objective = (1 - weight) * pn - weight * self.gamma * bracket
+            objective = (1 - mix) * pn - mix * self.gamma * bracket
         else:
-            objective = (1 - weight) * pn + weight * (labelled + bracket)
+            objective = (1 - mix) * pn + mix * (labelled + bracket)
         return RiskTerms(objective, risk.detach(), pn.detach(), bracket.detach(), clipped)
 
 

@@ -34,6 +34,7 @@ class TrainConfig:
     prior: float | str = "auto"  # a number in (0, 1), or "auto" (energy-distance estimate)
     beta: float = 0.0
     gamma: float = 1.0
+    positive_weight: float | None = None  # None: pi (misclassification risk); 0.5: balanced
     augment: bool = True
     seed: int = 0
     threads: int = 0  # 0: leave torch's default
@@ -100,7 +101,7 @@ def train_pnu(
     steps_per_epoch = math.ceil(len(unl) / config.batch_u)
 
     model = build_model(model_config).to(device)
-    risk = PNURisk(prior, eta, config.beta, config.gamma)
+    risk = PNURisk(prior, eta, config.beta, config.gamma, positive_weight=config.positive_weight)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict] = []
     start = time.perf_counter()

@@ -22,12 +22,13 @@ from arcscan.preprocess import PreprocessConfig
 from arcscan.synth import read_masks, write_minute
 
 
-def write_split(folder: Path, seeds: list[int], frames_per_minute: int) -> tuple[list, np.ndarray]:
-    """Minutes on different nights (one per seed); returns the frames as read back and masks."""
+def write_split(folder: Path, seeds: list[int], frames_per_minute: int, month: int) -> tuple[list, np.ndarray]:
+    """Minutes on different nights of ``month`` (one per seed); the frames as read back and
+    their masks."""
     folder.mkdir(parents=True, exist_ok=True)
     frames, masks = [], []
     for night, seed in enumerate(seeds):
-        start = datetime(2026, 1, 1 + night, 6, 0, tzinfo=timezone.utc)
+        start = datetime(2026, month, 1 + night, 6, 0, tzinfo=timezone.utc)
         frames_path, masks_path = write_minute(folder, seed, start, frames_per_minute)
         frames += read_frames(frames_path)
         masks.append(read_masks(masks_path))
@@ -39,8 +40,8 @@ def main(data: Path) -> None:
     starter, size = params["starter"], params["patches"]["size"]
     config = build(PreprocessConfig, params["preprocess"])
     base = starter["seed"]
-    train = write_split(data / "train", [base + i for i in range(starter["train_minutes"])], starter["frames_per_minute"])
-    test = write_split(data / "test", [base + 1000 + i for i in range(starter["test_minutes"])], starter["frames_per_minute"])
+    train = write_split(data / "train", [base + i for i in range(starter["train_minutes"])], starter["frames_per_minute"], month=1)
+    test = write_split(data / "test", [base + 1000 + i for i in range(starter["test_minutes"])], starter["frames_per_minute"], month=2)
     rng = np.random.default_rng(starter["label_seed"])
     for name, (frames, masks), n_pos, n_neg in (
         ("train", train, starter["train_positive"], starter["train_negative"]),

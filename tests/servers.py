@@ -1,0 +1,159 @@
+"""Real servers for integration tests: plain helpers and context managers, no pytest magic.
+
+Every server binds 127.0.0.1 only, runs in its own process group and is always stopped on
+exit (terminate, wait, kill the group on timeout), also when the test body fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> None:
+    """Send ``sig`` to the process, wait, then SIGKILL its whole group (it leads one)."""
+    if process.poll() is None:
+        try:
+            process.send_signal(sig)
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # leftovers: workers, orphaned children
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait(timeout=timeout_s)
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _as_postgres_user() -> dict:
+    """``Popen`` arguments that run PostgreSQL as the ``postgres`` user when we are root
+    (initdb and postgres refuse to run as root)."""
+    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+
+
+def postgres_available() -> str | None:
+    """None if a PostgreSQL server can be started here, else the reason why not."""
+    for tool in ("initdb", "postgres"):
+        if shutil.which(tool) is None:
+            return f"PostgreSQL binary {tool!r} is not on PATH"
+    if os.geteuid() == 0:
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no 'postgres' OS user to run initdb as"
+    return None
+
+
+@contextmanager
+def postgres_server(database: str = "mlflow", user: str = "arcscan", password: str = "arcscan-test") -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (free port, unix socket in the temp dir,
+    password auth) with ``database`` created; yields its ``postgresql+psycopg2://`` URI."""
+    import psycopg2
+
+    folder = Path(tempfile.mkdtemp(prefix="arcscan-pg-"))  # under /tmp: reachable for postgres
+    run_as = _as_postgres_user()
+    if run_as:
+        shutil.chown(folder, "postgres", "postgres")
+    data, log = folder / "data", folder / "postgres.log"
+    pwfile = folder / "pwfile"
+    pwfile.write_text(password + "\n")
+    if run_as:
+        shutil.chown(pwfile, "postgres", "postgres")
+    process = None
+    try:
+        subprocess.run(
+            ["initdb", "-D", str(data), "-U", user, f"--pwfile={pwfile}", "--auth=scram-sha-256",
+             "-E", "UTF8", "--no-locale", "--no-sync"],
+            cwd=folder, check=True, capture_output=True, timeout=120, **run_as,
+        )
+        port = free_port()
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                ["postgres", "-D", str(data), "-h", HOST, "-p", str(port), "-k", str(folder),
+                 "-c", "fsync=off", "-c", "full_page_writes=off"],
+                cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **run_as,
+            )
+        connect = dict(host=HOST, port=port, user=user, password=password, connect_timeout=2)
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"postgres exited ({process.returncode}):\n{_log_tail(log)}")
+            try:
+                connection = psycopg2.connect(dbname="postgres", **connect)
+                break
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"postgres not ready after 30 s:\n{_log_tail(log)}")
+                time.sleep(0.2)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{database}"')
+        connection.close()
+        yield f"postgresql+psycopg2://{user}:{password}@{HOST}:{port}/{database}"
+    finally:
+        if process is not None:
+            _stop(process, signal.SIGINT)  # SIGINT: "fast" shutdown, does not wait for clients
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def mlflow_server(backend_uri: str, artifacts_dir: Path, timeout_s: float = 90.0) -> Iterator[str]:
+    """``mlflow server`` (``registry.tracking_server_command``) on a free 127.0.0.1 port;
+    yields ``http://127.0.0.1:PORT`` once ``/health`` answers."""
+    from arcscan.registry import tracking_server_command, tracking_server_env
+
+    port = free_port()
+    artifacts_dir = Path(artifacts_dir)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    log = artifacts_dir.parent / f"mlflow-server-{port}.log"
+    env = tracking_server_env()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            tracking_server_command(backend_uri, artifacts_dir, HOST, port),
+            cwd=artifacts_dir.parent, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited ({process.returncode}):\n{_log_tail(log)}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server not healthy after {timeout_s:.0f} s:\n{_log_tail(log)}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        _stop(process)
