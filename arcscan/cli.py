@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from arcscan.errors import ArcscanError
+from arcscan.stream_cli import add_stream_parser
 
 
 def _segmenter(args: argparse.Namespace):
@@ -145,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--backend-store-uri", help="default: the embedded SQLite store mlflow/store/mlflow.db")
     server.add_argument("--artifacts", default="mlflow/store/artifacts", help="artifact folder")
     server.set_defaults(run=cmd_mlflow_server)
+
+    add_stream_parser(commands)
     return parser
 
 

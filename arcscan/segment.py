@@ -56,7 +56,8 @@ class CRFConfig:
 
 @dataclass(frozen=True)
 class ArcObject:
-    """One connected arc region of a mask (pixels; angles in degrees from the image x axis)."""
+    """One connected arc region of a mask (pixels; orientation in degrees counter-clockwise
+    from the image x axis as the frame is displayed, y down; 0 is an east-west band)."""
 
     area: int
     length: float
@@ -143,7 +144,7 @@ def arc_objects(mask: np.ndarray, image01: np.ndarray, min_area: int = 20) -> li
         if region.area < min_area:
             continue
         length = max(float(skeletonize(region.image).sum()), 1.0)
-        angle = np.degrees(np.pi / 2 - region.orientation)
+        angle = np.degrees(region.orientation - np.pi / 2)  # counter-clockwise as displayed (y down)
         objects.append(
             ArcObject(
                 area=int(region.area),

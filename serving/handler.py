@@ -1,0 +1,217 @@
+"""TorchServe handler for arcscan: request bytes -> frames -> arc masks -> JSON.
+
+A thin adapter (see STYLE.md): decoding and bounds checks (``arcscan.frames.decode_frames``),
+segmentation (``arcscan.segment.Segmenter``) and the error types live in the library. This
+file maps a batch of requests onto them, answers every request on its own and turns an
+``arcscan.errors.InputError`` into that request's 4xx answer ``{"error": message}`` so that
+one bad upload neither fails the rest of the batch nor the worker.
+
+The model archive (built by ``serving/build_mar.py``) holds the checkpoint (``model.pt``,
+loaded with ``weights_only=True``), the ``params.yaml`` it was registered with, the
+``arcscan`` package source and ``model_info.json`` (registered name and version).
+
+Request: the raw file as the body (``application/octet-stream``) or as a multipart field;
+a THEMIS stream0 ``.pgm``/``.pgm.gz`` minute (every frame), a 16-bit PNG or a ``.npy`` array.
+The optional ``X-Filename`` header names the upload in answers and messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import unicodedata
+from http import HTTPStatus
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from ts.metrics.metric_type_enum import MetricTypes
+from ts.torch_handler.base_handler import BaseHandler
+
+import arcscan
+from arcscan.config import load_params
+from arcscan.errors import InputError, UnsupportedFormat
+from arcscan.frames import Frame, Limits, decode_frames
+from arcscan.model import load_checkpoint
+from arcscan.segment import Segmentation, Segmenter
+
+logger = logging.getLogger(__name__)
+
+MODEL_INFO = "model_info.json"
+PARAMS = "params.yaml"
+FILENAME_HEADER = "x-filename"
+DEFAULT_NAME = "upload"
+THREADS_ENV = "ARCSCAN_TORCH_THREADS"  # set by serving/serve.py: cores / workers
+
+# Metric names as the handler emits them (TorchServe adds the ModelName and Level labels).
+FRAMES_METRIC = "ArcscanFrames"  # counter: frames segmented
+REJECTED_METRIC = "ArcscanRejected"  # counter: requests answered 4xx
+SCAN_METRIC = "ArcscanScanMs"  # counter: sum of raster-scan milliseconds (rate / frames = mean)
+CRF_METRIC = "ArcscanCrfMs"  # counter: sum of dense-CRF milliseconds
+ARC_FRACTION_METRIC = "ArcscanArcFraction"  # gauge: mean arc fraction of the last answered file
+
+
+# What happens to one request of a batch: its frames (then frames with their segmentation)
+# or the InputError that answers it.
+Decoded = list[Frame] | InputError
+Segmented = list[tuple[Frame, Segmentation]] | InputError
+
+
+class ArcscanHandler(BaseHandler):
+    """Segment every frame of each uploaded file; answer JSON per request."""
+
+    def initialize(self, context) -> None:
+        model_dir = Path(context.system_properties["model_dir"])
+        self.manifest = context.manifest
+        gpu = context.system_properties.get("gpu_id")
+        self.device = torch.device(f"cuda:{gpu}" if torch.cuda.is_available() and gpu is not None else "cpu")
+        if os.environ.get(THREADS_ENV):
+            torch.set_num_threads(int(os.environ[THREADS_ENV]))
+        model, _ = load_checkpoint(model_dir / self.manifest["model"]["serializedFile"], self.device)
+        self.segmenter = Segmenter.from_params(model, load_params(model_dir / PARAMS))
+        info = json.loads((model_dir / MODEL_INFO).read_text())
+        self.model_info = {"name": info["name"], "version": str(info["version"])}
+        self.limits = Limits()
+        self.initialized = True
+        logger.info(
+            "arcscan %s version %s ready: arcscan from %s, frame shape %s, %d torch threads, %s",
+            self.model_info["name"], self.model_info["version"], Path(arcscan.__file__).parent,
+            self.segmenter.preprocess.frame_shape, torch.get_num_threads(), self.device,
+        )
+
+    def preprocess(self, data: list[dict]) -> list[tuple[str, Decoded]]:
+        requests = []
+        for idx, row in enumerate(data):
+            source = self._filename(idx)
+            try:
+                frames = decode_frames(_payload(row, source), source, self.limits)
+                for frame in frames:
+                    self._check(frame)
+                requests.append((source, frames))
+            except InputError as error:
+                requests.append((source, error))
+        return requests
+
+    def inference(self, requests: list[tuple[str, Decoded]]) -> list[tuple[str, Segmented]]:
+        done = []
+        for source, frames in requests:
+            if not isinstance(frames, InputError):
+                try:
+                    frames = [(frame, self.segmenter(frame)) for frame in frames]
+                except InputError as error:
+                    frames = error
+            done.append((source, frames))
+        return done
+
+    def postprocess(self, requests: list[tuple[str, Segmented]]) -> list[dict]:
+        answers = []
+        for idx, (source, outcome) in enumerate(requests):
+            self.context.set_response_content_type(idx, "application/json")
+            if isinstance(outcome, InputError):
+                logger.info("rejected %s: %d %s", source, outcome.status, outcome)
+                self.context.set_response_status(outcome.status, HTTPStatus(outcome.status).phrase, idx)
+                self._count(REJECTED_METRIC, 1, idx)
+                answers.append({"error": str(outcome)})
+                continue
+            self._record([result for _, result in outcome], idx)
+            answers.append(
+                {
+                    "model": self.model_info,
+                    "source": source,
+                    "frames": [_frame_json(frame, result) for frame, result in outcome],
+                }
+            )
+        return answers
+
+    def describe_handle(self) -> dict:
+        """``GET /models/<name>?customized=true`` on the management API."""
+        self.context.set_response_content_type(0, "application/json")
+        return {**self.model_info, "frame_shape": list(self.segmenter.preprocess.frame_shape)}
+
+    def _is_explain(self) -> bool:
+        return False  # no explanations: an ``explain`` header must not reach BaseHandler's Captum path
+
+    # ------------------------------------------------------------------------------------
+
+    def _filename(self, idx: int) -> str:
+        headers = self.context.get_all_request_header(idx) if self.context is not None else {}
+        for key, value in (headers or {}).items():
+            if key.lower() == FILENAME_HEADER and isinstance(value, str):
+                return _clean_name(value)
+        return DEFAULT_NAME
+
+    def _check(self, frame: Frame) -> None:
+        """Refuse a frame the model is not set up for before any frame is segmented (the
+        segmenter checks the shape too, but only when it reaches that frame)."""
+        expected = tuple(self.segmenter.preprocess.frame_shape)
+        if frame.image.shape != expected:
+            raise InputError(
+                f"{frame.source} frame {frame.index}: expected {expected[1]}x{expected[0]} pixels, "
+                f"got {frame.image.shape[1]}x{frame.image.shape[0]}"
+            )
+        try:
+            frame.timestamp, frame.ccd_background
+        except ValueError as error:
+            raise InputError(f"{frame.source} frame {frame.index}: unreadable metadata ({error})") from error
+
+    def _record(self, results: list[Segmentation], idx: int) -> None:
+        # A fresh dimensions list on every call: TorchServe appends its default dimensions to
+        # the list it is given, and a shared (default) list breaks the next metric (503).
+        self._count(FRAMES_METRIC, len(results), idx)
+        self._count(SCAN_METRIC, round(sum(r.scan_ms for r in results), 3), idx)
+        self._count(CRF_METRIC, round(sum(r.crf_ms for r in results), 3), idx)
+        fraction = float(np.mean([r.arc_fraction for r in results]))
+        self.context.metrics.add_metric(ARC_FRACTION_METRIC, fraction, "ratio", idx, [], MetricTypes.GAUGE)
+
+    def _count(self, name: str, value: float, idx: int) -> None:
+        self.context.metrics.add_counter(name, value, idx, [])
+
+
+def _payload(row: dict, source: str) -> bytes:
+    """The uploaded file's bytes: the raw body (``body``/``data``) or the one multipart field."""
+    value = row.get("data", row.get("body")) if isinstance(row, dict) else row
+    if value is None and isinstance(row, dict) and row:
+        if len(row) > 1:
+            raise InputError(f"{source}: multipart upload with fields {sorted(row)}; send the file as field 'data'")
+        value = next(iter(row.values()))
+    if value is None:
+        return b""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):  # TorchServe decoded a text/* body; UTF-8 gives the bytes back
+        return value.encode("utf-8")
+    raise UnsupportedFormat(
+        f"{source}: got a JSON body; send the file's bytes (Content-Type: application/octet-stream)"
+    )
+
+
+def _clean_name(value: str, limit: int = 200) -> str:
+    """The last path component of a client-given file name, printable characters only."""
+    name = value.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")[:limit].strip()
+    return name or DEFAULT_NAME
+
+
+def _mask_png(mask: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _frame_json(frame: Frame, result: Segmentation) -> dict:
+    summary = result.summary()
+    return {
+        "index": frame.index,
+        "timestamp": frame.timestamp.isoformat() if frame.timestamp else None,
+        "site": frame.site,
+        "imager": frame.imager,
+        "mask_png": _mask_png(result.mask),
+        "arc_fraction": summary["arc_fraction"],
+        "objects": summary["objects"],
+        "scan_ms": round(summary["scan_ms"], 2),
+        "crf_ms": round(summary["crf_ms"], 2),
+    }

@@ -1,0 +1,181 @@
+"""A real TorchServe (Java) serving an archive built by ``serving/build_mar.py``.
+
+One server per module, on free 127.0.0.1 ports, configured from ``serving/config.properties``
+with only the ports replaced (token authorization stays on) and started and stopped by
+``serving/serve.py``; it is stopped (and killed if it hangs) also when a test fails.
+Timings (cold start, a 20-frame minute) are printed: run with ``-s`` to see them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import requests
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from arcscan.frames import encode_stream0  # noqa: E402
+from arcscan.model import ModelConfig, build_model, save_checkpoint  # noqa: E402
+from serving import serve  # noqa: E402
+from servers import free_port  # noqa: E402
+from test_handler import check_answer, minute, npy, png16  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+MODEL = {"name": "arcscan-arc", "version": "e2e-1"}
+PORT_KEYS = {
+    "inference_address": "http://127.0.0.1:{}",
+    "management_address": "http://127.0.0.1:{}",
+    "metrics_address": "http://127.0.0.1:{}",
+    "grpc_inference_port": "{}",
+    "grpc_management_port": "{}",
+}
+TIMINGS: dict[str, float] = {}
+
+
+def server_config(path: Path) -> Path:
+    """serving/config.properties with free ports; every other line as checked in."""
+    lines = []
+    for line in (ROOT / "serving" / "config.properties").read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        lines.append(f"{key}={PORT_KEYS[key].format(free_port())}" if key in PORT_KEYS else line)
+    text = "\n".join(lines) + "\n"
+    assert "disable_token_authorization" not in text and "enable_model_api=false" in text
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(root / "random.pt", build_model(ModelConfig()), ModelConfig())
+    store = root / "model-store"
+    built = subprocess.run(
+        [sys.executable, str(ROOT / "serving" / "build_mar.py"), "--checkpoint", str(checkpoint),
+         "--params", str(ROOT / "params.yaml"), "--version", MODEL["version"], "--output", str(store)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    config = server_config(root / "config.properties")
+    start = time.perf_counter()
+    with serve.running(store, config, root / "run", timeout_s=120) as running:
+        TIMINGS["cold start to READY (s)"] = time.perf_counter() - start
+        yield running
+    jvm = psutil.Process(running.pid) if psutil.pid_exists(running.pid) else None
+    assert jvm is None or jvm.status() == psutil.STATUS_ZOMBIE, "TorchServe JVM still running after stop"
+    print("\n" + "\n".join(f"e2e timing: {k}: {v:.2f}" for k, v in TIMINGS.items()))
+
+
+def post(server, body: bytes, filename: str | None = None, token: bool = True) -> requests.Response:
+    headers = {"Content-Type": "application/octet-stream"}
+    if filename:
+        headers["X-Filename"] = filename
+    if token:
+        headers.update(server.auth("inference"))
+    return requests.post(server.predictions_url(), data=body, headers=headers, timeout=120)
+
+
+def test_stream0_minute_of_20_frames(server):
+    frames = minute(20)
+    body = gzip.compress(encode_stream0(frames))
+    name = "20140310_0600_gill_themis19_full.pgm.gz"
+    for attempt in (1, 2):
+        start = time.perf_counter()
+        answer = post(server, body, name)
+        TIMINGS[f"20-frame .pgm.gz request #{attempt} (s)"] = time.perf_counter() - start
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["Content-Type"].startswith("application/json")
+        check_answer(answer.json(), name, frames, model=MODEL)
+    per_frame = answer.json()["frames"]
+    TIMINGS["mean scan ms per frame"] = float(np.mean([f["scan_ms"] for f in per_frame]))
+    TIMINGS["mean CRF ms per frame"] = float(np.mean([f["crf_ms"] for f in per_frame]))
+
+
+def test_plain_pgm_png_and_npy(server):
+    frames = minute(2, seed=1)
+    answer = post(server, encode_stream0(frames), "minute.pgm")
+    assert answer.status_code == 200, answer.text
+    check_answer(answer.json(), "minute.pgm", frames, model=MODEL)
+
+    answer = post(server, png16(frames[0].image), "frame.png")
+    assert answer.status_code == 200, answer.text
+    check_answer(answer.json(), "frame.png", frames[:1], with_metadata=False, model=MODEL)
+
+    answer = post(server, npy(np.stack([f.image for f in frames])))
+    assert answer.status_code == 200, answer.text
+    check_answer(answer.json(), "upload", frames, with_metadata=False, model=MODEL)
+
+
+def test_requests_without_a_valid_token_are_refused(server):
+    body = png16(minute(1)[0].image)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, server.auth("management")):
+        answer = requests.post(server.predictions_url(), data=body, headers=headers, timeout=30)
+        assert answer.status_code == 400 and "Token Authorization failed" in answer.text
+        assert "frames" not in answer.text
+    answer = requests.get(f"{server.management_url}/models", timeout=30)
+    assert answer.status_code == 400 and "Token Authorization failed" in answer.text
+
+
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        (gzip.compress(encode_stream0(minute(2)))[:4000], 400, "truncated gzip"),
+        (b"GIF89a" + bytes(64), 415, "not a recognised frame format"),
+        (encode_stream0(minute(1, shape=(128, 256))), 400, "expected 256x256 pixels, got 256x128"),
+    ],
+    ids=["truncated gzip", "not an image", "wrong size"],
+)
+def test_bad_input_gets_4xx_and_the_next_request_succeeds(server, body, status, fragment):
+    answer = post(server, body, "bad.bin")
+    assert answer.status_code == status, answer.text
+    assert fragment in answer.json()["error"]
+    answer = post(server, png16(minute(1, seed=2)[0].image), "next.png")
+    assert answer.status_code == 200, answer.text
+
+
+def test_body_over_max_request_size_is_refused_by_the_frontend(server):
+    answer = post(server, b"\x1f\x8b" + bytes(16 * 2**20))
+    assert answer.status_code == 413
+    assert post(server, png16(minute(1)[0].image)).status_code == 200
+
+
+def test_management_describes_the_archived_model(server):
+    answer = requests.get(f"{server.management_url}/models/arcscan?customized=true", headers=server.auth("management"), timeout=30)
+    assert answer.status_code == 200, answer.text
+    [description] = answer.json()
+    assert description["modelVersion"] == MODEL["version"]
+    assert description["customizedMetadata"] == {**MODEL, "frame_shape": [256, 256]}
+
+
+def test_metrics_endpoint_shows_the_handler_metrics(server):
+    assert post(server, png16(minute(1)[0].image), "m.png").status_code == 200
+    assert post(server, b"junk", "j.bin").status_code == 415
+    names = ["ArcscanFrames", "ArcscanScanMs", "ArcscanCrfMs", "ArcscanArcFraction", "ArcscanRejected"]
+    deadline = time.monotonic() + 20
+    while True:  # the frontend picks metrics up from the worker log: allow it a moment
+        text = requests.get(f"{server.metrics_url}/metrics", timeout=30).text  # no token on this port
+        values = {
+            name: float(match.group(1))
+            for name in names
+            if (match := re.search(rf'^{name}\{{ModelName="arcscan",Level="Model",[^}}]*\}} (\S+)$', text, re.M))
+        }
+        if len(values) == len(names) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert set(values) == set(names), text
+    assert values["ArcscanFrames"] >= 1 and values["ArcscanScanMs"] > 0 and values["ArcscanCrfMs"] > 0
+    assert values["ArcscanRejected"] >= 1 and 0 <= values["ArcscanArcFraction"] <= 1
+    assert re.search(r"^# TYPE ArcscanFrames counter$", text, re.M)
+    assert re.search(r"^# TYPE ArcscanArcFraction gauge$", text, re.M)
