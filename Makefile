@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 5000
 
-.PHONY: help venv data train promote rollback demo test test-fast mlflow-server starter-data lock clean
+.PHONY: help venv data train promote rollback mar serve stop demo test test-fast mlflow-server starter-data lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -31,6 +31,15 @@ promote: $(STAMP)  ## move alias champion to the challenger if it is better (FOR
 
 rollback: $(STAMP)  ## move alias champion back to the previous champion
 	$(BIN)/arcscan rollback
+
+mar: $(STAMP)  ## package the registered champion as serving/model-store/arcscan.mar
+	$(BIN)/python serving/build_mar.py --alias champion --output serving/model-store
+
+serve: $(STAMP)  ## start TorchServe on 127.0.0.1 (8080 inference, 8081 management, 8082 metrics); waits until READY
+	$(BIN)/python serving/serve.py start
+
+stop:  ## stop TorchServe and wait for its JVM and workers to exit
+	$(BIN)/python serving/serve.py stop
 
 demo: train promote  ## the main job on the built-in data: train, register, promote
 	@echo "demo done: see reports/metrics.json and reports/overlays/"

@@ -39,7 +39,7 @@ def _segmenter(args: argparse.Namespace):
 
 def cmd_segment(args: argparse.Namespace) -> None:
     from arcscan.frames import read_frames
-    from arcscan.plots import overlay, save_png
+    from arcscan.render import overlay, save_png
     from arcscan.preprocess import normalize
 
     segmenter = _segmenter(args)

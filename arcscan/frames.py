@@ -68,14 +68,21 @@ class Frame:
         text = self.metadata.get(TIMESTAMP_KEY)
         if not text:
             return None
-        return datetime.strptime(text.removesuffix("UTC").strip(), _TIMESTAMP_FORMAT).replace(
-            tzinfo=timezone.utc
-        )
+        try:
+            moment = datetime.strptime(text.removesuffix("UTC").strip(), _TIMESTAMP_FORMAT)
+        except ValueError as err:
+            raise InputError(f"{self.source} frame {self.index}: unreadable timestamp {text[:40]!r}") from err
+        return moment.replace(tzinfo=timezone.utc)
 
     @property
     def ccd_background(self) -> float | None:
         value = self.metadata.get("Ccd background")
-        return float(value) if value else None
+        if not value:
+            return None
+        try:
+            return float(value)
+        except ValueError as err:
+            raise InputError(f"{self.source} frame {self.index}: unreadable CCD background {value[:40]!r}") from err
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -1,4 +1,4 @@
-"""Pictures: mask overlays on frames, loss curves, ROC curves."""
+"""Plots of training and evaluation: loss curves and ROC curves (matplotlib)."""
 
 from __future__ import annotations
 
@@ -9,33 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from scipy.ndimage import binary_erosion  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
-
-
-def _outline(mask: np.ndarray) -> np.ndarray:
-    return mask & ~binary_erosion(mask)
-
-
-def overlay(image01: np.ndarray, mask: np.ndarray, truth: np.ndarray | None = None) -> np.ndarray:
-    """RGB uint8 picture: the frame in grey, the predicted arc mask tinted red, and the
-    ground-truth outline (when given) in green."""
-    grey = (np.clip(image01, 0, 1) * 255).astype(np.uint8)
-    rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
-    rgb[mask] = 0.55 * rgb[mask] + 0.45 * np.array([255, 40, 40])
-    if truth is not None:
-        rgb[_outline(truth)] = (60, 255, 60)
-    return rgb.astype(np.uint8)
-
-
-def save_png(rgb_or_mask: np.ndarray, path: str | Path) -> Path:
-    """Write an RGB image, or a boolean mask as an 8-bit 0/255 PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = rgb_or_mask.astype(np.uint8) * 255 if rgb_or_mask.dtype == bool else rgb_or_mask
-    Image.fromarray(array).save(path)
-    return path
 
 
 def loss_curves(history: list[dict], path: str | Path) -> Path:

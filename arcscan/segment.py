@@ -185,13 +185,19 @@ class Segmenter:
             int(params.get("objects", {}).get("min_area", 20)),
         )
 
-    def __call__(self, frame: Frame) -> Segmentation:
+    def check(self, frame: Frame) -> None:
+        """Refuse (InputError) a frame this segmenter is not set up for: wrong size, or
+        metadata that cannot be read."""
         expected = tuple(self.preprocess.frame_shape)
         if frame.image.shape != expected:
             raise InputError(
                 f"{frame.source or 'input'} frame {frame.index}: expected {expected[1]}x{expected[0]} pixels, "
                 f"got {frame.image.shape[1]}x{frame.image.shape[0]}"
             )
+        frame.timestamp, frame.ccd_background  # noqa: B018 -- parse now: raises InputError
+
+    def __call__(self, frame: Frame) -> Segmentation:
+        self.check(frame)
         image01 = normalize(frame.image, self.preprocess, frame.ccd_background)
         fov = fov_mask(image01.shape, self.preprocess)
         start = time.perf_counter()

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
@@ -37,6 +36,7 @@ from arcscan.config import load_params
 from arcscan.errors import InputError, UnsupportedFormat
 from arcscan.frames import Frame, Limits, decode_frames
 from arcscan.model import load_checkpoint
+from arcscan.render import mask_png
 from arcscan.segment import Segmentation, Segmenter
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class ArcscanHandler(BaseHandler):
             try:
                 frames = decode_frames(_payload(row, source), source, self.limits)
                 for frame in frames:
-                    self._check(frame)
+                    self.segmenter.check(frame)
                 requests.append((source, frames))
             except InputError as error:
                 requests.append((source, error))
@@ -144,20 +144,6 @@ class ArcscanHandler(BaseHandler):
                 return _clean_name(value)
         return DEFAULT_NAME
 
-    def _check(self, frame: Frame) -> None:
-        """Refuse a frame the model is not set up for before any frame is segmented (the
-        segmenter checks the shape too, but only when it reaches that frame)."""
-        expected = tuple(self.segmenter.preprocess.frame_shape)
-        if frame.image.shape != expected:
-            raise InputError(
-                f"{frame.source} frame {frame.index}: expected {expected[1]}x{expected[0]} pixels, "
-                f"got {frame.image.shape[1]}x{frame.image.shape[0]}"
-            )
-        try:
-            frame.timestamp, frame.ccd_background
-        except ValueError as error:
-            raise InputError(f"{frame.source} frame {frame.index}: unreadable metadata ({error})") from error
-
     def _record(self, results: list[Segmentation], idx: int) -> None:
         # A fresh dimensions list on every call: TorchServe appends its default dimensions to
         # the list it is given, and a shared (default) list breaks the next metric (503).
@@ -196,12 +182,6 @@ def _clean_name(value: str, limit: int = 200) -> str:
     return name or DEFAULT_NAME
 
 
-def _mask_png(mask: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _frame_json(frame: Frame, result: Segmentation) -> dict:
     summary = result.summary()
     return {
@@ -209,7 +189,7 @@ def _frame_json(frame: Frame, result: Segmentation) -> dict:
         "timestamp": frame.timestamp.isoformat() if frame.timestamp else None,
         "site": frame.site,
         "imager": frame.imager,
-        "mask_png": _mask_png(result.mask),
+        "mask_png": base64.b64encode(mask_png(result.mask)).decode("ascii"),
         "arc_fraction": summary["arc_fraction"],
         "objects": summary["objects"],
         "scan_ms": round(summary["scan_ms"], 2),

@@ -245,8 +245,8 @@ BAD = {
     "truncated npy": (lambda: npy(np.zeros((256, 256), np.uint16))[:1000], 400, ".npy"),
     "truncated pgm pixels": (lambda: encode_stream0(minute(1))[:-10], 400, "truncated pixel data"),
     "too many frames": (lambda: encode_stream0(minute(21, shape=(16, 16))), 413, "more than 20 frames"),
-    "bad timestamp metadata": (lambda: encode_stream0(minute(1, **{"Image request start": "yesterday"})), 400, "unreadable metadata"),
-    "bad ccd background": (lambda: encode_stream0(minute(1, **{"Ccd background": "dark"})), 400, "unreadable metadata"),
+    "bad timestamp metadata": (lambda: encode_stream0(minute(1, **{"Image request start": "yesterday"})), 400, "unreadable timestamp"),
+    "bad ccd background": (lambda: encode_stream0(minute(1, **{"Ccd background": "dark"})), 400, "unreadable CCD background"),
 }
 
 

@@ -21,7 +21,8 @@ from arcscan.frames import read_frames
 from arcscan.metrics import MaskAgreement, patch_metrics
 from arcscan.model import load_checkpoint
 from arcscan.patches import PatchSet
-from arcscan.plots import loss_curves, overlay, roc, save_png
+from arcscan.plots import loss_curves, roc
+from arcscan.render import overlay, save_png
 from arcscan.preprocess import fov_mask, normalize
 from arcscan.segment import Segmenter
 from arcscan.synth import mask_path, read_masks
