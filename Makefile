@@ -41,8 +41,8 @@ serve: $(STAMP)  ## start TorchServe on 127.0.0.1 (8080 inference, 8081 manageme
 stop:  ## stop TorchServe and wait for its JVM and workers to exit
 	$(BIN)/python serving/serve.py stop
 
-demo: train promote  ## the main job on the built-in data: train, register, promote
-	@echo "demo done: see reports/metrics.json and reports/overlays/"
+demo: train promote mar  ## the main job: train, register, promote, serve the champion, stream sample frames, stop
+	$(BIN)/python serving/demo.py --output demo-output
 
 test: $(STAMP)  ## the whole test suite (slow tests included)
 	$(BIN)/python -m pytest -q

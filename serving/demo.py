@@ -1,0 +1,120 @@
+"""The serving half of ``make demo``: serve the champion, stream sample frames through it.
+
+    python serving/demo.py --output demo-output
+
+Starts TorchServe on the archive built by ``make mar``, replays the held-out synthetic
+minutes (``data/test``) and, when ``../shared/data`` is present, the real THEMIS Gillam
+minutes through the stream client (as fast as the endpoint allows), stops the server, then
+writes an overlay per frame (``overlays/``) and a summary (``summary.json``, ``summary.md``):
+per file the frames, the arc fraction, scan/CRF time, end-to-end latency and, for synthetic
+frames, the IoU of the served masks against the ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from arcscan.config import build, load_params
+from arcscan.frames import read_frames
+from arcscan.metrics import MaskAgreement
+from arcscan.preprocess import PreprocessConfig, fov_mask, normalize
+from arcscan.render import overlay, save_png
+from arcscan.stream import RESULTS, StreamConfig, read_ledger, run_stream
+from arcscan.synth import mask_path, read_masks
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serve  # noqa: E402  (serving/serve.py: start and stop TorchServe)
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA = ROOT.parent / "shared" / "data" / "themis_gill_20140310"
+
+
+def summarise(output: Path, sources: dict[str, Path], config: PreprocessConfig) -> dict:
+    """Overlays and per-file figures from the stream client's ledger."""
+    by_file: dict[str, list[dict]] = {}
+    for entry in read_ledger(output / RESULTS):
+        by_file.setdefault(entry["file"], []).append(entry)
+    fov = fov_mask(config.frame_shape, config)
+    files = {}
+    for name, entries in sorted(by_file.items()):
+        path = sources[name]
+        frames = read_frames(path)
+        truth = read_masks(mask_path(path)) if mask_path(path).exists() else None
+        agreement = MaskAgreement()
+        for entry in sorted(entries, key=lambda e: e["index"]):
+            frame = frames[entry["index"]]
+            mask = np.asarray(Image.open(io.BytesIO((output / entry["mask"]).read_bytes()))) > 0
+            image01 = normalize(frame.image, config, frame.ccd_background)
+            frame_truth = None if truth is None else truth[entry["index"]]
+            save_png(overlay(image01, mask, frame_truth), output / "overlays" / f"{name.split('.')[0]}_{entry['index']:02d}.png")
+            if frame_truth is not None:
+                agreement.add(mask, frame_truth, fov)
+        latencies = [e["latency_ms"] for e in entries]
+        files[name] = {
+            "frames": len(entries),
+            "model_version": entries[0]["model_version"],
+            "arc_fraction_mean": float(np.mean([e["arc_fraction"] for e in entries])),
+            "scan_ms_median": float(np.median([e["scan_ms"] for e in entries])),
+            "crf_ms_median": float(np.median([e["crf_ms"] for e in entries])),
+            "latency_ms_median": float(np.median(latencies)),
+            "iou_vs_truth": agreement.iou() if truth is not None else None,
+        }
+    return files
+
+
+def markdown(files: dict, summary: dict) -> str:
+    lines = [
+        f"Streamed {summary['sent']} frames: {summary['succeeded']} answered, {summary['failed']} failed, "
+        f"{summary['duration']:.1f} s.",
+        "",
+        "| file | frames | model version | arc fraction (mean) | scan ms | CRF ms | latency ms (median) | IoU vs truth |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in files.items():
+        iou = "—" if row["iou_vs_truth"] is None else f"{row['iou_vs_truth']:.3f}"
+        lines.append(
+            f"| {name} | {row['frames']} | {row['model_version']} | {row['arc_fraction_mean']:.3f} | "
+            f"{row['scan_ms_median']:.0f} | {row['crf_ms_median']:.0f} | {row['latency_ms_median']:.0f} | {iou} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    config = build(PreprocessConfig, load_params(ROOT / "params.yaml")["preprocess"])
+    files = sorted((ROOT / "data" / "test").glob("*.pgm.gz"))
+    if REAL_DATA.is_dir():
+        files += sorted(REAL_DATA.glob("*.pgm*"))
+    else:
+        print(f"note: {REAL_DATA} not found; streaming synthetic frames only")
+    sources = {path.name: path for path in files}
+    shutil.rmtree(args.output, ignore_errors=True)  # a fresh run: the ledger would skip frames already answered
+
+    server = serve.start()
+    try:
+        stream = StreamConfig(url=server.predictions_url(), token=server.key(), output=args.output, concurrency=args.concurrency)
+        summary = run_stream(stream, replay=files)
+    finally:
+        serve.stop()
+    per_file = summarise(args.output, sources, config)
+    report = {"stream": vars(summary), "files": per_file}
+    (args.output / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.output / "summary.md").write_text(markdown(per_file, vars(summary)))
+    print((args.output / "summary.md").read_text())
+    if summary.failed:
+        raise SystemExit(f"{summary.failed} frames failed: see {args.output / 'failed.jsonl'}")
+
+
+if __name__ == "__main__":
+    main()
