@@ -123,7 +123,10 @@ def labelled_set(csv_path: str | Path, frames_dir: str | Path, config: Preproces
     rows = read_label_csv(csv_path)
     sets = []
     for file, frame_rows in _group_by_file(rows).items():
-        frames = read_frames(Path(frames_dir) / file)
+        path = Path(frames_dir) / file
+        if not path.is_file():
+            raise InputError(f"{csv_path}: {file} not found in {frames_dir}")
+        frames = read_frames(path)
         for row in frame_rows:
             if not 0 <= row["frame"] < len(frames):
                 raise InputError(f"{csv_path}: {file} has {len(frames)} frames, no frame {row['frame']}")

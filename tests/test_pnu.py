@@ -104,3 +104,29 @@ def test_energy_distance_prior_recovers_a_mixture(true_prior):
     n_pos = int(true_prior * n_u)
     unlabeled = np.concatenate([rng.normal(2.0, 1.0, (n_pos, 5)), rng.normal(-1.0, 1.0, (n_u - n_pos, 5))])
     assert estimate_prior(positive, negative, unlabeled) == pytest.approx(true_prior, abs=0.04)
+
+
+def test_positive_weight_reweighs_the_class_conditional_risks(scores):
+    """w R_+ + (1 - w) R_-, each class risk estimated as in PN (eta=0) or from U and P (eta=1)."""
+    g_p, g_n, g_u = scores
+    pi, w = 0.1, 0.5
+    l = lambda m: torch.sigmoid(-m).mean()  # noqa: E731
+    pn = PNURisk(pi, 0.0, positive_weight=w)(*scores).objective
+    assert torch.allclose(pn, w * l(g_p) + (1 - w) * l(-g_n))
+    pu = PNURisk(pi, 1.0, positive_weight=w, nonnegative=False)(*scores).objective
+    assert torch.allclose(pu, w * l(g_p) + (1 - w) / (1 - pi) * (l(-g_u) - pi * l(-g_p)), atol=1e-6)
+    nu = PNURisk(pi, -1.0, positive_weight=w, nonnegative=False)(*scores).objective
+    assert torch.allclose(nu, (1 - w) * l(-g_n) + w / pi * (l(g_u) - (1 - pi) * l(g_n)), atol=1e-6)
+    default = PNURisk(pi, 0.7)(*scores).objective
+    assert torch.allclose(default, PNURisk(pi, 0.7, positive_weight=pi)(*scores).objective)
+
+
+def test_training_with_a_tiny_prior_and_the_paper_weighting_collapses_but_balanced_does_not():
+    """Documents why params.yaml sets positive_weight 0.5: with pi = 0.05 the misclassification
+    risk is minimised by calling (almost) everything negative."""
+    g_u = torch.full((64,), -8.0)  # "all negative"
+    g_p, g_n = torch.full((16,), -8.0), torch.full((16,), -8.0)
+    collapsed_paper = PNURisk(0.05, 1.0)(g_p, g_n, g_u).risk.item()
+    collapsed_balanced = PNURisk(0.05, 1.0, positive_weight=0.5)(g_p, g_n, g_u).risk.item()
+    assert collapsed_paper == pytest.approx(0.05, abs=1e-3)  # = pi: cheap
+    assert collapsed_balanced == pytest.approx(0.5, abs=1e-3)  # = w: expensive
