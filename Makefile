@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 5000
 
-.PHONY: help venv data train promote rollback mar serve stop demo test test-fast mlflow-server starter-data lock clean
+.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench mlflow-server starter-data lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv and install pinned dependencies
+
+tools:  ## offline deployment-check tools: .tools/ (checkov, kubectl with kustomize) and promtool (Debian's prometheus)
+	bash k8s/install-tools.sh
 
 data: $(STAMP)  ## fetch the starter dataset (data/) from the DVC remote in dvc-storage/
 	$(BIN)/dvc pull --quiet data.dvc
@@ -44,11 +47,17 @@ stop:  ## stop TorchServe and wait for its JVM and workers to exit
 demo: train promote mar  ## the main job: train, register, promote, serve the champion, stream sample frames, stop
 	$(BIN)/python serving/demo.py --output demo-output
 
-test: $(STAMP)  ## the whole test suite (slow tests included)
+test: $(STAMP) tools  ## the whole test suite (slow tests included)
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)  ## the test suite without the slow server/pipeline tests
+test-fast: $(STAMP) tools  ## the test suite without the slow server/pipeline tests
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-k8s: $(STAMP) tools  ## only the offline deployment checks (images, manifests, Prometheus)
+	$(BIN)/python -m pytest -q tests/test_k8s.py
+
+bench: $(STAMP)  ## speed benchmark (stride-1 reference vs fast path, CRF, TorchServe end to end) -> reports/bench_speed.json
+	$(BIN)/python benchmarks/speed.py
 
 mlflow-server: $(STAMP)  ## a real MLflow tracking server on 127.0.0.1:$(PORT) (BACKEND=postgresql+psycopg2://... to use PostgreSQL)
 	$(BIN)/arcscan mlflow-server --port $(PORT) $(if $(BACKEND),--backend-store-uri '$(BACKEND)')
@@ -64,4 +73,4 @@ lock: $(STAMP)  ## rewrite requirements.lock from the current environment
 	mv requirements.lock.new requirements.lock
 
 clean:  ## remove pipeline outputs and the local MLflow store (not data/ or .venv)
-	rm -rf patches models reports/overlays mlflow/store
+	rm -rf patches models reports/overlays mlflow/store demo-output

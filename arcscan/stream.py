@@ -75,7 +75,8 @@ class StreamConfig:
     timeout: float = 30.0  # seconds per request
     backoff: float = 0.5  # retry n waits a random time up to min(max_backoff, backoff * 2**(n-1))
     max_backoff: float = 30.0
-    metrics_port: int | None = None  # Prometheus metrics on 127.0.0.1:<port>
+    metrics_port: int | None = None  # Prometheus metrics on <metrics_host>:<port>
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a pod, so that Prometheus can scrape it
     max_frames: int | None = None  # stop after sending this many frames
     poll: float = 1.0  # watch: seconds between scans of the folder
     settle: float = 2.0  # watch: a file is ready once its size is unchanged this long (or it is complete gzip)
@@ -338,13 +339,13 @@ class _Run:
 
     @contextmanager
     def _metrics_server(self) -> Iterator[None]:
-        """Serve the metrics on 127.0.0.1:``metrics_port`` while the block runs (if a port is set)."""
+        """Serve the metrics on ``metrics_host``:``metrics_port`` while the block runs (if a port is set)."""
         port = self.config.metrics_port
         if port is None:
             yield
             return
         try:
-            server, _ = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+            server, _ = start_http_server(port, addr=self.config.metrics_host, registry=self.registry)
         except OSError as err:
             raise ArcscanError(f"metrics port {port}: {err.strerror}") from err
         try:

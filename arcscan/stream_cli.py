@@ -42,7 +42,8 @@ def add_stream_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     stream.add_argument("--concurrency", type=_positive_int, metavar="N", default=4, help="frames in flight at once (default: 4)")
     stream.add_argument("--retries", type=_non_negative_int, metavar="N", default=5, help="retries per frame after connection errors, timeouts, 429, 5xx (default: 5)")
     stream.add_argument("--timeout", type=_positive_float, metavar="SECONDS", default=30.0, help="seconds per request (default: 30)")
-    stream.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT")
+    stream.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on --metrics-host:PORT")
+    stream.add_argument("--metrics-host", metavar="ADDRESS", default="127.0.0.1", help="address of the metrics server (default: 127.0.0.1; 0.0.0.0 in a container, so that Prometheus can scrape it)")
     stream.add_argument("--stop-after", type=_positive_float, metavar="SECONDS", help="stop after this long (watch mode)")
     stream.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after sending this many frames")
     stream.add_argument("--poll", type=_positive_float, metavar="SECONDS", default=1.0, help="watch: seconds between folder scans (default: 1)")
@@ -64,6 +65,7 @@ def cmd_stream(args: argparse.Namespace) -> None:
         retries=args.retries,
         timeout=args.timeout,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         max_frames=args.max_frames,
         poll=args.poll,
         settle=args.settle,

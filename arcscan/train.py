@@ -30,6 +30,7 @@ class TrainConfig:
     batch_u: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    schedule: str = "cosine"  # learning rate: "cosine" (annealed to 0 over the run) or "constant"
     eta: float | str = "heuristic"  # a number in [-1, 1], or "heuristic" (Sakai et al.)
     prior: float | str = "auto"  # a number in (0, 1), or "auto" (energy-distance estimate)
     beta: float = 0.0
@@ -103,6 +104,13 @@ def train_pnu(
     model = build_model(model_config).to(device)
     risk = PNURisk(prior, eta, config.beta, config.gamma, positive_weight=config.positive_weight)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedules = {
+        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch),
+        "constant": lambda: torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0),
+    }
+    if config.schedule not in schedules:
+        raise ValueError(f"train.schedule must be one of {sorted(schedules)}, got {config.schedule!r}")
+    scheduler = schedules[config.schedule]()
     history: list[dict] = []
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -119,6 +127,7 @@ def train_pnu(
             optimizer.zero_grad(set_to_none=True)
             terms.objective.backward()
             optimizer.step()
+            scheduler.step()
             totals["risk"] += terms.risk.item()
             totals["objective"] += terms.objective.item()
             totals["pn"] += terms.pn.item()
