@@ -56,7 +56,8 @@ HISTORY_TAG = "champion_history"
 HISTORY_BEFORE_TAG = "champion_history_before"
 HISTORY_MAX = 200  # entries kept; the registry's tag column holds 5000 characters
 READY_TIMEOUT_S = 120.0
-RESERVED_TAGS = frozenset({"complete", "artifacts", "checkpoint", "onnx", "files"})  # set by register_version
+RESERVED_TAGS = frozenset({"complete", "artifacts", "checkpoint", "onnx", "files"})
+METRIC_TAG_PREFIX = "metric."  # a version's snapshot of its run's metrics at registration  # set by register_version
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,11 @@ def register_version(
     version_tags.update({"artifacts": folder, "checkpoint": f"{folder}/{CHECKPOINT_NAME}", "files": ",".join(sorted(Path(f).name for f in files))})
     if onnx is not None:
         version_tags["onnx"] = f"{folder}/{ONNX_NAME}"
-    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{folder}"
+    run = client.get_run(run_id)
+    # The run's metrics as they are now belong to this version: a later evaluation of the same
+    # run (other scan/CRF settings, registered as another version) must not change them.
+    version_tags.update({f"{METRIC_TAG_PREFIX}{k}": repr(float(v)) for k, v in run.data.metrics.items()})
+    source = f"{run.info.artifact_uri.rstrip('/')}/{folder}"
     mv = client.create_model_version(model_name, source=source, run_id=run_id, tags=version_tags)
     mv = _wait_ready(client, model_name, mv.version)
 
@@ -277,7 +282,13 @@ def _complete(mv: ModelVersion) -> bool:
 
 
 def _metric(client: MlflowClient, mv: ModelVersion, metric: str) -> float | None:
-    value = client.get_run(mv.run_id).data.metrics.get(metric) if mv.run_id else None
+    """The version's own value (tag ``metric.<name>``, its run's metrics when it was
+    registered), else its run's latest value."""
+    tagged = mv.tags.get(f"{METRIC_TAG_PREFIX}{metric}")
+    if tagged is not None:
+        value = float(tagged)
+    else:
+        value = client.get_run(mv.run_id).data.metrics.get(metric) if mv.run_id else None
     return None if value is None or math.isnan(value) else float(value)
 
 

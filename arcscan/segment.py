@@ -35,7 +35,7 @@ class ScanConfig:
     """Raster scan: patch size, grid stride (1 = reference), patches per forward pass."""
 
     patch_size: int = 32
-    stride: int = 8
+    stride: int = 16
     batch_size: int = 256
 
 

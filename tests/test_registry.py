@@ -309,3 +309,17 @@ def test_reregistering_a_run_never_changes_an_earlier_version(store, checkpoint)
     assert "iterations: 10" in (path.parent / "params.yaml").read_text()
     first_files = Path(first.source.removeprefix("file://"))
     assert "iterations: 5" in (first_files / "params.yaml").read_text()
+
+
+def test_each_version_keeps_the_metrics_it_was_registered_with(store, checkpoint):
+    """Re-evaluating a run (e.g. with another scan stride) and registering it again must
+    compare the new evaluation with the champion's own, not the run's latest value."""
+    run_id = _run(0.5)
+    first = registry.register_version(run_id, NAME, checkpoint, None, [], {})
+    registry.promote(NAME, METRIC)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metric(METRIC, 0.6)
+    second = registry.register_version(run_id, NAME, checkpoint, None, [], {})
+    assert first.tags[f"metric.{METRIC}"] == "0.5" and second.tags[f"metric.{METRIC}"] == "0.6"
+    result = registry.promote(NAME, METRIC)
+    assert result.promoted and (result.champion_value, result.challenger_value) == (0.5, 0.6)

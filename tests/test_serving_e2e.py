@@ -179,3 +179,21 @@ def test_metrics_endpoint_shows_the_handler_metrics(server):
     assert values["ArcscanRejected"] >= 1 and 0 <= values["ArcscanArcFraction"] <= 1
     assert re.search(r"^# TYPE ArcscanFrames counter$", text, re.M)
     assert re.search(r"^# TYPE ArcscanArcFraction gauge$", text, re.M)
+
+
+def test_stream_client_delivers_every_frame_of_a_replayed_minute_exactly_once(server, tmp_path):
+    from datetime import datetime, timezone
+
+    from arcscan.stream import RESULTS, StreamConfig, read_ledger, run_stream
+    from arcscan.synth import write_minute
+
+    frames_path, _ = write_minute(tmp_path / "archive", seed=26, start=datetime(2026, 3, 1, 6, tzinfo=timezone.utc))
+    config = StreamConfig(url=server.predictions_url(), token=server.key(), output=tmp_path / "out", concurrency=4)
+    summary = run_stream(config, replay=[frames_path])
+    assert (summary.succeeded, summary.failed) == (20, 0)
+    again = run_stream(config, replay=[frames_path])  # a restart: nothing is sent twice
+    assert (again.sent, again.skipped_already_done) == (0, 20)
+    entries = read_ledger(tmp_path / "out" / RESULTS)
+    assert sorted(e["index"] for e in entries) == list(range(20))
+    assert {e["model_version"] for e in entries} == {MODEL["version"]}
+    assert all((tmp_path / "out" / e["mask"]).is_file() for e in entries)

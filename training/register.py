@@ -31,7 +31,7 @@ def main(models: Path, metrics_path: Path, out: Path) -> None:
         checkpoint=models / "model.pt",
         onnx=onnx_path,
         files=[Path("params.yaml")],
-        tags={metric: f"{metrics[metric]:.4f}"},
+        tags={},
     )
     record = {"model_name": version.name, "version": version.version, "run_id": run_id, "alias": "challenger", metric: metrics[metric]}
     out.write_text(json.dumps(record, indent=2) + "\n")
