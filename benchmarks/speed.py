@@ -130,11 +130,7 @@ def end_to_end(bodies: list[bytes], concurrency: int, server: serve.Server) -> d
     workers = [p for p in processes if "model_service_worker" in " ".join(p.cmdline())]
     return {
         "concurrency": concurrency,
-        "frames": len(bodies),
-        "errors": errors,
-        "frames_per_second": len(bodies) / wall,
-        "latency_p50_ms": float(np.percentile(latencies, 50) * 1000),
-        "latency_p99_ms": float(np.percentile(latencies, 99) * 1000),
+        **_throughput(latencies, errors, wall),
         "server_cpu_cores_used": cpu / wall,
         "worker_rss_mb": [p.memory_info().rss / 2**20 for p in workers],
     }
@@ -161,11 +157,14 @@ def open_loop(bodies: list[bytes], rate: float, server: serve.Server) -> dict:
     with ThreadPoolExecutor(64) as pool:
         list(pool.map(send, range(len(bodies))))
     wall = time.perf_counter() - start
+    return {"offered_frames_per_second": rate, **_throughput(latencies, errors, wall)}
+
+
+def _throughput(latencies: list[float], errors: int, wall: float) -> dict:
     return {
-        "offered_frames_per_second": rate,
-        "frames": len(bodies),
+        "frames": len(latencies),
         "errors": errors,
-        "frames_per_second": len(bodies) / wall,
+        "frames_per_second": len(latencies) / wall,
         "latency_p50_ms": float(np.percentile(latencies, 50) * 1000),
         "latency_p99_ms": float(np.percentile(latencies, 99) * 1000),
     }

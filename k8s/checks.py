@@ -638,19 +638,11 @@ def stream_problems(objects: list[dict]) -> list[str]:
     if len(streams) < 2 or len(groups - {None}) < 2:
         problems.append(f"fewer than two stream-client Deployments with distinct imager groups ({sorted(map(str, groups))})")
     for obj, spec, labels in streams:
-        namespace = obj["metadata"].get("namespace")
         container = spec["containers"][0]
-        argv = container.get("command", []) + container.get("args", [])
-        values = {}
-        for env_from in container.get("envFrom", []) or []:
-            for cm in find(objects, "ConfigMap", (env_from.get("configMapRef") or {}).get("name")):
-                if cm["metadata"].get("namespace") == namespace:
-                    values.update(cm.get("data", {}))
-        values.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+        expanded, values = _expanded_command(objects, obj, container)
         for key in ("ARCSCAN_URL", "CONCURRENCY", "WATCH_DIR"):
             if key not in values:
                 problems.append(f"{ident(obj)}: {key} not configured (ConfigMap)")
-        expanded = [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: values.get(m.group(1), m.group(0)), a) for a in argv]
         if unresolved := [a for a in expanded if re.search(r"\$\([A-Za-z_]", a)]:
             problems.append(f"{ident(obj)}: unresolved variables in the arguments: {unresolved}")
         if "--token" in expanded:
@@ -673,21 +665,27 @@ def stream_problems(objects: list[dict]) -> list[str]:
     return problems
 
 
+def _expanded_command(objects: list[dict], obj: dict, container: dict) -> tuple[list[str], dict[str, str]]:
+    """A container's command + args with $(VAR) expanded from its env and the ConfigMaps of
+    its namespace it loads with envFrom; also the variables."""
+    namespace = obj["metadata"].get("namespace")
+    values = {}
+    for env_from in container.get("envFrom", []) or []:
+        for cm in find(objects, "ConfigMap", (env_from.get("configMapRef") or {}).get("name")):
+            if cm["metadata"].get("namespace") == namespace:
+                values.update(cm.get("data", {}))
+    values.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    argv = container.get("command", []) + container.get("args", [])
+    return [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: values.get(m.group(1), m.group(0)), a) for a in argv], values
+
+
 def stream_argv(objects: list[dict]) -> dict[str, list[str]]:
     """Each stream client's command line with $(VAR) expanded from its env and ConfigMaps."""
     out = {}
     for obj, spec, labels in workloads(objects):
         if labels.get("app.kubernetes.io/component") != "stream-client":
             continue
-        container, namespace = spec["containers"][0], obj["metadata"].get("namespace")
-        values = {}
-        for env_from in container.get("envFrom", []) or []:
-            for cm in find(objects, "ConfigMap", (env_from.get("configMapRef") or {}).get("name")):
-                if cm["metadata"].get("namespace") == namespace:
-                    values.update(cm.get("data", {}))
-        values.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
-        argv = container.get("command", []) + container.get("args", [])
-        out[ident(obj)] = [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: values.get(m.group(1), m.group(0)), a) for a in argv]
+        out[ident(obj)] = _expanded_command(objects, obj, spec["containers"][0])[0]
     return out
 
 
