@@ -18,8 +18,12 @@ The output folder is the ledger, append-only, each line flushed and fsynced:
 * ``masks/<site>/<file stem>_<index:02d>.png``: the mask of each acknowledged frame, written
   (and fsynced) before its results line.
 
-A refused token (401/403, or TorchServe's 400 ``InvalidKeyException``) stops the run with an
-error instead of recording every frame as failed. SIGINT/SIGTERM stop it cleanly: no new
+A refused token (401/403, or TorchServe's 400 ``InvalidKeyException``) is first renewed:
+with a ``token_file`` the key is read again (the server may have rotated it), and with a
+``renew_url`` (TorchServe's management address) an expired inference key is renewed through
+TorchServe's token API with the file's API key (TorchServe keys expire after
+``token_expiration_min``). If that gives no new key, the run stops with an error instead of
+recording every frame as failed. SIGINT/SIGTERM stop it cleanly: no new
 frames are sent, requests under way finish, frames waiting for a retry are abandoned
 (recorded nowhere, so the next run sends them).
 """
@@ -77,6 +81,8 @@ class StreamConfig:
     max_backoff: float = 30.0
     metrics_port: int | None = None  # Prometheus metrics on <metrics_host>:<port>
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a pod, so that Prometheus can scrape it
+    token_file: Path | None = None  # TorchServe key_file.json the token came from: read again when refused
+    renew_url: str | None = None  # TorchServe management URL: renew an expired key (POST /token?type=inference)
     max_frames: int | None = None  # stop after sending this many frames
     poll: float = 1.0  # watch: seconds between scans of the folder
     settle: float = 2.0  # watch: a file is ready once its size is unchanged this long (or it is complete gzip)
@@ -99,18 +105,7 @@ def load_token(token: str | None = None, token_file: str | Path | None = None) -
     if token and token_file:
         raise ArcscanError("give either a token or a token file, not both")
     if token_file:
-        path = Path(token_file)
-        try:
-            keys = json.loads(path.read_text())
-        except OSError as err:
-            raise InputError(f"{path}: cannot read the key file ({err.strerror})") from err
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}: not a JSON key file ({err})") from err
-        inference = keys.get("inference") if isinstance(keys, dict) else None
-        token = inference.get("key") if isinstance(inference, dict) else None
-        if not isinstance(token, str) or not token:
-            raise InputError(f'{path}: no "inference": {{"key": ...}} entry (expected a TorchServe key_file.json)')
-        return token
+        return _key_file_entry(Path(token_file), "inference")
     if not token:
         raise ArcscanError(
             "no inference token: pass --token (or set ARCSCAN_TOKEN) or --token-file with TorchServe's key_file.json"
@@ -316,6 +311,8 @@ class _Run:
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._sessions = threading.local()
+        self.token = config.token
+        self._token_lock = threading.Lock()
         self._anchor: tuple[datetime, float] | None = None  # (first paced timestamp, its monotonic release)
 
     def execute(self, batches: Iterable[list[Path]], stop_after: float | None) -> StreamSummary:
@@ -463,8 +460,9 @@ class _Run:
     def _post(self, frame: Frame) -> _Outcome:
         """Post one frame, retrying connection errors, timeouts, 429 and 5xx."""
         body = encode_stream0([frame])
+        token = self.token
         headers = {
-            "Authorization": f"Bearer {self.config.token}",
+            "Authorization": f"Bearer {token}",
             "Content-Type": "application/octet-stream",
             "X-Filename": frame.source,
         }
@@ -486,11 +484,41 @@ class _Run:
                 return _accepted(response, attempt + 1)
             message = _error_message(response)
             if status in (401, 403) or (status == 400 and "InvalidKeyException" in response.text):
-                raise ArcscanError(f"{self.config.url} refused the inference token ({status}: {message})")
+                if not self._renewed(token):
+                    raise ArcscanError(f"{self.config.url} refused the inference token ({status}: {message})")
+                token = self.token
+                headers["Authorization"] = f"Bearer {token}"
+                continue
             if status == 429 or status >= 500:
                 continue
             return _Outcome("rejected", attempt + 1, status, message)
         return _Outcome("unavailable", self.config.retries + 1, status, message)
+
+    def _renewed(self, refused: str) -> bool:
+        """After ``refused`` was refused: is there another key now (another thread renewed it,
+        the key file changed, or TorchServe's token API renewed it)?"""
+        with self._token_lock:
+            if self.token != refused:
+                return True
+            if self.config.token_file is None:
+                return False
+            fresh = load_token(token_file=self.config.token_file)
+            if fresh == refused and self.config.renew_url:
+                api_key = _key_file_entry(Path(self.config.token_file), "API")
+                answer = requests.post(
+                    f"{self.config.renew_url.rstrip('/')}/token",
+                    params={"type": "inference"},
+                    headers={"Authorization": f"Bearer {api_key}"},
+                    timeout=self.config.timeout,
+                )
+                if answer.status_code >= 400:
+                    log.error("renewing the inference key at %s failed: %s", self.config.renew_url, _error_message(answer))
+                fresh = load_token(token_file=self.config.token_file)
+            if fresh == refused:
+                return False
+            log.info("inference key renewed from %s", self.config.token_file)
+            self.token = fresh
+            return True
 
     def _session(self) -> requests.Session:
         """One keep-alive session per worker thread (sessions are not thread-safe)."""
@@ -535,6 +563,21 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _key_file_entry(path: Path, kind: str) -> str:
+    """``<kind>.key`` of a TorchServe ``key_file.json`` (kind: inference, management or API)."""
+    try:
+        keys = json.loads(path.read_text())
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the key file ({err.strerror})") from err
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not a JSON key file ({err})") from err
+    entry = keys.get(kind) if isinstance(keys, dict) else None
+    key = entry.get("key") if isinstance(entry, dict) else None
+    if not isinstance(key, str) or not key:
+        raise InputError(f'{path}: no "{kind}": {{"key": ...}} entry (expected a TorchServe key_file.json)')
+    return key
 
 
 def _open_append(path: Path) -> BinaryIO:

@@ -27,7 +27,8 @@ def add_stream_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     stream.add_argument("--url", required=True, help="prediction endpoint, e.g. http://127.0.0.1:8080/predictions/arcscan")
     auth = stream.add_mutually_exclusive_group()
     auth.add_argument("--token", metavar="KEY", help=f"inference key (visible in the process list: prefer --token-file or ${TOKEN_ENV})")
-    auth.add_argument("--token-file", metavar="PATH", help="TorchServe key_file.json; its inference key is used")
+    auth.add_argument("--token-file", metavar="PATH", help="TorchServe key_file.json; its inference key is used, and read again when refused")
+    stream.add_argument("--renew-url", metavar="URL", help="TorchServe management URL (e.g. http://127.0.0.1:8081): renew an expired inference key with the API key of --token-file")
     source = stream.add_mutually_exclusive_group(required=True)
     source.add_argument("--watch", metavar="DIR", help="send the stream0 files that arrive in DIR, until stopped")
     source.add_argument("--replay", nargs="+", metavar="PATH", help="stream0 files and archive folders (searched recursively)")
@@ -60,6 +61,8 @@ def cmd_stream(args: argparse.Namespace) -> None:
     config = StreamConfig(
         url=args.url,
         token=load_token(token, args.token_file),
+        token_file=Path(args.token_file) if args.token_file else None,
+        renew_url=args.renew_url,
         output=Path(args.output),
         concurrency=args.concurrency,
         retries=args.retries,

@@ -51,7 +51,7 @@ def clone(tmp_path_factory) -> Path:
 
 
 def test_repro_registers_then_does_nothing_then_reruns_only_what_changed(clone, monkeypatch):
-    _run([str(BIN / "dvc"), "pull", "--quiet"], clone)
+    _run([str(BIN / "dvc"), "pull", "--quiet", "data.dvc"], clone)
     first = _run([str(BIN / "dvc"), "repro"], clone)
     for stage in ("patches", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in first

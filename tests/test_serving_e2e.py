@@ -197,3 +197,30 @@ def test_stream_client_delivers_every_frame_of_a_replayed_minute_exactly_once(se
     assert sorted(e["index"] for e in entries) == list(range(20))
     assert {e["model_version"] for e in entries} == {MODEL["version"]}
     assert all((tmp_path / "out" / e["mask"]).is_file() for e in entries)
+
+
+def test_stream_client_renews_an_expired_key(server, tmp_path):
+    """TorchServe keys expire (token_expiration_min): a client given the key file and the
+    management URL renews the key through TorchServe's token API and carries on."""
+    from datetime import datetime, timezone
+
+    from arcscan.stream import StreamConfig, run_stream
+    from arcscan.synth import write_minute
+
+    stale_file = server.key_file.read_text()
+    stale_key = server.key()
+    # Make the key in the file stale, as expiry does: renew it behind the file's back.
+    renewed = requests.post(f"{server.management_url}/token", params={"type": "inference"}, headers=server.auth("API"), timeout=10)
+    assert renewed.status_code == 200, renewed.text
+    server.key_file.write_text(stale_file)
+    refused = requests.post(server.predictions_url(), data=b"x", headers={"Authorization": f"Bearer {stale_key}"}, timeout=10)
+    assert refused.status_code == 400 and "InvalidKeyException" in refused.text
+
+    frames_path, _ = write_minute(tmp_path / "archive", seed=5, start=datetime(2026, 3, 2, 6, tzinfo=timezone.utc), n_frames=4)
+    config = StreamConfig(
+        url=server.predictions_url(), token=stale_key, output=tmp_path / "out",
+        token_file=server.key_file, renew_url=server.management_url, concurrency=1,
+    )
+    summary = run_stream(config, replay=[frames_path])
+    assert (summary.succeeded, summary.failed) == (4, 0)
+    assert server.key() != stale_key  # renewed through the management API, key file rewritten

@@ -36,6 +36,7 @@ from arcscan.synth import write_minute
 from servers import free_port
 
 TOKEN = "inference-key-1"
+API_KEY = "api-key"
 MINUTE = "20260101_0600_synt_themis99_full.pgm.gz"
 NEXT_MINUTE = "20260101_0601_synt_themis99_full.pgm.gz"
 
@@ -54,6 +55,16 @@ class Endpoint(ThreadingHTTPServer):
         self.reject: set[str] = set()
         self.requests: list[str] = []
         self.lock = threading.Lock()
+        self.token: str | None = TOKEN  # the inference key accepted now (None: expired)
+        self.expire_after: int | None = None  # the key expires after this many requests
+        self.key_file: Path | None = None  # rewritten on renewal, as TorchServe does
+        self.renew_on_expiry = False  # someone else renews the key (and rewrites the file) at once
+
+    def renew(self) -> str:
+        """A new inference key, written to the key file (TorchServe's token API)."""
+        self.token = f"inference-key-{len(self.requests) + 2}"
+        self.key_file.write_text(json.dumps({"inference": {"key": self.token}, "API": {"key": API_KEY}}))
+        return self.token
 
     @property
     def url(self) -> str:
@@ -68,13 +79,23 @@ class _EndpointHandler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/token?type=inference":  # the management API's key renewal
+            if self.headers.get("Authorization") != f"Bearer {API_KEY}":
+                return self._answer(400, {"code": 400, "type": "InvalidKeyException", "message": "wrong API key"})
+            with self.server.lock:
+                return self._answer(200, {"inference": self.server.renew()})
         name = self.headers.get("X-Filename", "")
         with self.server.lock:
             self.server.requests.append(name)
             number = len(self.server.requests)
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self._answer(401, {"error": "missing or wrong bearer token"})
+            if self.server.expire_after is not None and number == self.server.expire_after + 1:
+                self.server.token = None
+                if self.server.renew_on_expiry:
+                    self.server.renew()
+            accepted = self.server.token
+        if self.headers.get("Authorization") != f"Bearer {accepted}":
+            return self._answer(400, {"code": 400, "type": "InvalidKeyException", "message": "Token Authorization failed"})
         if number <= self.server.drop_first:
             self.close_connection = True  # no answer at all
             return
@@ -315,7 +336,7 @@ def test_missing_or_refused_token_is_a_clear_error(endpoint, minutes, tmp_path, 
     with pytest.raises(ArcscanError, match="no inference token"):
         args.run(args)
 
-    with pytest.raises(ArcscanError, match="refused the inference token .401"):
+    with pytest.raises(ArcscanError, match="refused the inference token .400: Token Authorization failed"):
         run_stream(_config(endpoint, tmp_path, token="wrong"), replay=[minutes / MINUTE])
     assert _keys(tmp_path) == [] and read_ledger(tmp_path / FAILED) == []
 
@@ -362,3 +383,34 @@ def _wait_for(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def _key_file(path: Path, token: str) -> Path:
+    path.write_text(json.dumps({"inference": {"key": token}, "API": {"key": API_KEY}}))
+    return path
+
+
+def test_a_key_rotated_in_the_key_file_is_picked_up(endpoint, minutes, tmp_path):
+    key_file = _key_file(tmp_path / "key_file.json", TOKEN)
+    endpoint.key_file, endpoint.expire_after, endpoint.renew_on_expiry = key_file, 5, True
+    summary = run_stream(_config(endpoint, tmp_path / "out", token_file=key_file, concurrency=1), replay=[minutes / MINUTE])
+    assert (summary.succeeded, summary.failed) == (20, 0)
+    assert json.loads(key_file.read_text())["inference"]["key"] != TOKEN
+
+
+def test_an_expired_key_is_renewed_through_the_token_api(endpoint, minutes, tmp_path):
+    key_file = _key_file(tmp_path / "key_file.json", TOKEN)
+    endpoint.key_file, endpoint.expire_after = key_file, 5
+    config = _config(endpoint, tmp_path / "out", token_file=key_file, renew_url=endpoint.url.rsplit("/predictions", 1)[0], concurrency=2)
+    summary = run_stream(config, replay=[minutes / MINUTE])
+    assert (summary.succeeded, summary.failed) == (20, 0)
+    assert sorted(i for _, i in _keys(tmp_path / "out")) == list(range(20))
+    assert json.loads(key_file.read_text())["inference"]["key"] != TOKEN
+
+
+def test_an_expired_key_without_a_way_to_renew_stops_the_run(endpoint, minutes, tmp_path):
+    key_file = _key_file(tmp_path / "key_file.json", TOKEN)
+    endpoint.key_file, endpoint.expire_after = key_file, 5
+    with pytest.raises(ArcscanError, match="refused the inference token"):
+        run_stream(_config(endpoint, tmp_path / "out", token_file=key_file, concurrency=1), replay=[minutes / MINUTE])
+    assert len(_keys(tmp_path / "out")) == 5  # what was answered before stays recorded
