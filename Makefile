@@ -10,7 +10,7 @@ PORT ?= 5000
 .PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench mlflow-server starter-data lock clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v java >/dev/null || { echo "installing Java 17 (TorchServe's frontend)"; \
@@ -70,8 +70,9 @@ starter-data: $(STAMP)  ## regenerate the synthetic starter dataset from params.
 	$(BIN)/dvc push --quiet data.dvc
 
 lock: $(STAMP)  ## rewrite requirements.lock from the current environment
+	head -2 requirements.lock > requirements.lock.new
 	$(BIN)/pip freeze --exclude-editable | grep -v '^arcscan' \
-	  | sed -e 's/^torch==/torch===/' -e 's/^torchvision==/torchvision===/' > requirements.lock.new
+	  | sed -e 's/^torch==/torch===/' -e 's/^torchvision==/torchvision===/' >> requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
 clean:  ## remove pipeline outputs and the local MLflow store (not data/ or .venv)
