@@ -14,6 +14,7 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from arcscan.authproxy import add_auth_proxy_parser
 from arcscan.errors import ArcscanError
 from arcscan.stream_cli import add_stream_parser
 
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.set_defaults(run=cmd_mlflow_server)
 
     add_stream_parser(commands)
+    add_auth_proxy_parser(commands)
     return parser
 
 

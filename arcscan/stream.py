@@ -3,9 +3,10 @@
 Frames come from one of two sources: a folder where new stream0 minutes arrive (``watch``),
 or files and archive folders replayed at the imagers' own pace (frame timestamps, optionally
 sped up) or as fast as possible (``replay``). Each frame is posted as a one-frame stream0 body
-to ``POST {url}`` with the TorchServe inference key as bearer token, ``concurrency`` frames at
-a time. Connection errors, timeouts, 429 and 5xx answers are retried with exponential backoff
-and full jitter; any other 4xx is final.
+to ``POST {url}`` with a bearer token (the auth proxy's shared token, or TorchServe's own
+inference key when talking to TorchServe directly), ``concurrency`` frames at a time.
+Connection errors, timeouts, 429 and 5xx answers are retried with exponential backoff and full
+jitter; any other 4xx is final.
 
 The output folder is the ledger, append-only, each line flushed and fsynced:
 
@@ -19,13 +20,13 @@ The output folder is the ledger, append-only, each line flushed and fsynced:
   (and fsynced) before its results line.
 
 A refused token (401/403, or TorchServe's 400 ``InvalidKeyException``) is first renewed:
-with a ``token_file`` the key is read again (the server may have rotated it), and with a
-``renew_url`` (TorchServe's management address) an expired inference key is renewed through
-TorchServe's token API with the file's API key (TorchServe keys expire after
+with a ``token_file`` the token is read again (the server or an operator may have rotated
+it), and with a ``renew_url`` (TorchServe's management address) an expired inference key is
+renewed through TorchServe's token API with the file's API key (TorchServe keys expire after
 ``token_expiration_min``). If that gives no new key, the run stops with an error instead of
-recording every frame as failed. SIGINT/SIGTERM stop it cleanly: no new
-frames are sent, requests under way finish, frames waiting for a retry are abandoned
-(recorded nowhere, so the next run sends them).
+recording every frame as failed. SIGINT/SIGTERM stop it cleanly: no new frames are sent,
+requests under way finish, frames waiting for a retry are abandoned (recorded nowhere, so the
+next run sends them).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from arcscan.errors import ArcscanError, InputError
 from arcscan.frames import Frame, encode_stream0, read_frames
+from arcscan.tokens import client_token, key_file_entry
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class StreamConfig:
     max_backoff: float = 30.0
     metrics_port: int | None = None  # Prometheus metrics on <metrics_host>:<port>
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a pod, so that Prometheus can scrape it
-    token_file: Path | None = None  # TorchServe key_file.json the token came from: read again when refused
+    token_file: Path | None = None  # key_file.json or shared token file the token came from: read again when refused
     renew_url: str | None = None  # TorchServe management URL: renew an expired key (POST /token?type=inference)
     max_frames: int | None = None  # stop after sending this many frames
     poll: float = 1.0  # watch: seconds between scans of the folder
@@ -101,14 +103,16 @@ class StreamSummary:
 
 
 def load_token(token: str | None = None, token_file: str | Path | None = None) -> str:
-    """The inference key: ``token`` itself, or ``inference.key`` of a TorchServe ``key_file.json``."""
+    """The bearer token: ``token`` itself, or from ``token_file``: the inference key of a
+    TorchServe ``key_file.json``, or the first token of a shared token file (the auth proxy's)."""
     if token and token_file:
         raise ArcscanError("give either a token or a token file, not both")
     if token_file:
-        return _key_file_entry(Path(token_file), "inference")
+        return client_token(Path(token_file))
     if not token:
         raise ArcscanError(
-            "no inference token: pass --token (or set ARCSCAN_TOKEN) or --token-file with TorchServe's key_file.json"
+            "no inference token: pass --token (or set ARCSCAN_TOKEN) or --token-file "
+            "(TorchServe's key_file.json or the auth proxy's token file)"
         )
     return token
 
@@ -504,7 +508,7 @@ class _Run:
                 return False
             fresh = load_token(token_file=self.config.token_file)
             if fresh == refused and self.config.renew_url:
-                api_key = _key_file_entry(Path(self.config.token_file), "API")
+                api_key = key_file_entry(Path(self.config.token_file), "API")
                 answer = requests.post(
                     f"{self.config.renew_url.rstrip('/')}/token",
                     params={"type": "inference"},
@@ -563,21 +567,6 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def _key_file_entry(path: Path, kind: str) -> str:
-    """``<kind>.key`` of a TorchServe ``key_file.json`` (kind: inference, management or API)."""
-    try:
-        keys = json.loads(path.read_text())
-    except OSError as err:
-        raise InputError(f"{path}: cannot read the key file ({err.strerror})") from err
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: not a JSON key file ({err})") from err
-    entry = keys.get(kind) if isinstance(keys, dict) else None
-    key = entry.get("key") if isinstance(entry, dict) else None
-    if not isinstance(key, str) or not key:
-        raise InputError(f'{path}: no "{kind}": {{"key": ...}} entry (expected a TorchServe key_file.json)')
-    return key
 
 
 def _open_append(path: Path) -> BinaryIO:

@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -42,8 +43,11 @@ REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app
 # TorchServe: these ports want a bearer token (token authorization), so no HTTP probe may use them.
 TORCHSERVE_COMPONENT = "torchserve"
 TOKEN_PROTECTED_PORT_KEYS = ("inference_address", "management_address")
+# The sidecar in TorchServe's pod that stream clients talk to (arcscan auth-proxy); it wants the
+# shared stream token, and calls TorchServe on loopback with the pod's own key.
+AUTH_PROXY_CONTAINER = "auth-proxy"
 # What the Kubernetes copy of config.properties may change relative to serving/config.properties.
-CONFIG_KEYS_ALLOWED_TO_DIFFER = {"inference_address", "metrics_address"}
+CONFIG_KEYS_ALLOWED_TO_DIFFER = {"metrics_address"}
 
 
 class ToolMissing(RuntimeError):
@@ -182,6 +186,26 @@ def port_exists(port, spec: dict) -> bool:
     if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
         return int(port) in numbers
     return port in names
+
+
+def resolve_port(port, container: dict) -> int | None:
+    """A named or numbered port as one of ``container``'s port numbers (None if it is none of them)."""
+    for declared in container.get("ports", []) or []:
+        if port == declared.get("name") or str(port) == str(declared["containerPort"]):
+            return int(declared["containerPort"])
+    return None
+
+
+def option(argv: list[str], name: str) -> str | None:
+    """The value after ``name`` in a command line (None if it is not there)."""
+    return argv[argv.index(name) + 1] if name in argv and argv.index(name) + 1 < len(argv) else None
+
+
+def mounted_secret(path: str, container: dict, spec: dict) -> str | None:
+    """The Secret whose volume is mounted at the folder of ``path`` in ``container`` (None if none)."""
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    volume = {v["name"]: v for v in spec.get("volumes", [])}.get(mounts.get(str(Path(path).parent)), {})
+    return (volume.get("secret") or {}).get("secretName")
 
 
 def selects(selector: dict | None, labels: dict) -> bool:
@@ -516,13 +540,16 @@ def reference_problems(objects: list[dict], external_secrets: Iterable[str] = ()
 
 
 def torchserve_token_ports(objects: list[dict], workload: dict) -> dict[str, set]:
-    """The container port names/numbers of TorchServe's token-protected listeners."""
+    """The container port names/numbers of the token-protected listeners in TorchServe's pod:
+    TorchServe's inference and management, and the auth proxy's."""
     props = torchserve_properties(objects, workload)
     numbers = set()
     for key in TOKEN_PROTECTED_PORT_KEYS:
         match = re.search(r":(\d+)$", props.get(key, ""))
         if match:
             numbers.add(int(match.group(1)))
+    if (proxy := auth_proxy(objects, workload)) and proxy["port"]:
+        numbers.add(proxy["port"])
     names = set()
     for container in containers(pod_template(workload)["spec"], init=False):
         for port in container.get("ports", []) or []:
@@ -553,18 +580,14 @@ def torchserve_problems(objects: list[dict]) -> list[str]:
     if not found:
         return ["no TorchServe workload (component torchserve)"]
     for obj, spec, labels in found:
-        server = next((c for c in spec.get("containers", []) if "torchserve" in (c.get("args", []) + c.get("command", []))), None)
+        server = torchserve_container(spec)
         if server is None:
             problems.append(f"{ident(obj)}: no container runs torchserve")
             continue
         argv = server.get("command", []) + server.get("args", [])
         mounts = {m["mountPath"]: m for m in server.get("volumeMounts", [])}
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
-
-        def option(name: str) -> str | None:
-            return argv[argv.index(name) + 1] if name in argv and argv.index(name) + 1 < len(argv) else None
-
-        store, config = option("--model-store"), option("--ts-config")
+        store, config = option(argv, "--model-store"), option(argv, "--ts-config")
         if "--disable-token-auth" in argv or "--enable-model-api" in argv:
             problems.append(f"{ident(obj)}: torchserve started with an unsafe flag")
         if store not in mounts:
@@ -600,6 +623,86 @@ def torchserve_problems(objects: list[dict]) -> list[str]:
     return problems
 
 
+def torchserve_container(spec: dict) -> dict | None:
+    """The container of a pod spec that runs torchserve (None if none does)."""
+    return next((c for c in spec.get("containers", []) if "torchserve" in (c.get("args", []) + c.get("command", []))), None)
+
+
+def auth_proxy(objects: list[dict], workload: dict) -> dict | None:
+    """The auth-proxy sidecar of a workload: {workload (its ident), container, argv ($(VAR)
+    expanded), port (of --listen), secret (of --tokens-file)}; None without such a container."""
+    spec = pod_template(workload)["spec"]
+    container = next((c for c in spec.get("containers", []) if c.get("name") == AUTH_PROXY_CONTAINER), None)
+    if container is None:
+        return None
+    argv = _expanded_command(objects, workload, container)[0]
+    port = (option(argv, "--listen") or "").rpartition(":")[2]
+    return {"workload": ident(workload), "container": container, "argv": argv, "port": int(port) if port.isdigit() else None,
+            "secret": mounted_secret(option(argv, "--tokens-file") or "", container, spec)}
+
+
+def auth_proxy_routes(objects: list[dict], namespace: str | None) -> dict[tuple[str, int], dict]:
+    """The (Service name, port) pairs of the namespace that lead to an auth proxy's listening
+    port, each with that proxy (:func:`auth_proxy`)."""
+    routes = {}
+    for service in objects:
+        if service.get("kind") != "Service" or service["metadata"].get("namespace") != namespace:
+            continue
+        for workload, _, _ in selected_pods(objects, service["spec"].get("selector"), namespace):
+            proxy = auth_proxy(objects, workload)
+            for port in service["spec"].get("ports", []) if proxy else []:
+                if resolve_port(port.get("targetPort", port["port"]), proxy["container"]) == proxy["port"]:
+                    routes[(service["metadata"]["name"], int(port["port"]))] = proxy
+    return routes
+
+
+def auth_proxy_problems(objects: list[dict]) -> list[str]:
+    """TorchServe's pods have the auth-proxy sidecar (``arcscan auth-proxy``): it listens on one
+    of its container ports, calls TorchServe's own inference and management addresses with the
+    key_file.json in TorchServe's working directory (the same volume), takes its tokens from a
+    Secret file, and a Service port and the NetworkPolicy's stream-client rule lead to it."""
+    problems = []
+    for obj, spec, labels in workloads(objects):
+        if labels.get("app.kubernetes.io/component") != TORCHSERVE_COMPONENT:
+            continue
+        where, proxy, server = ident(obj), auth_proxy(objects, obj), torchserve_container(spec)
+        if proxy is None or server is None:
+            problems.append(f"{where}: no {AUTH_PROXY_CONTAINER} container next to the torchserve one")
+            continue
+        argv = proxy["argv"]
+        if argv[:2] != ["arcscan", "auth-proxy"]:
+            problems.append(f"{where} container {AUTH_PROXY_CONTAINER}: runs {argv[:2]}, not arcscan auth-proxy")
+        if proxy["port"] is None or resolve_port(proxy["port"], proxy["container"]) is None:
+            problems.append(f"{where}: the auth proxy's --listen {option(argv, '--listen')!r} is not one of its container ports")
+        props = torchserve_properties(objects, obj)
+        for name, key in (("--inference-url", "inference_address"), ("--management-url", "management_address")):
+            if option(argv, name) != props.get(key):
+                problems.append(f"{where}: the auth proxy's {name} {option(argv, name)!r} is not TorchServe's {key} {props.get(key)!r}")
+        key_file, workdir = option(argv, "--key-file") or "", server.get("workingDir")
+        server_mounts = {m["mountPath"]: m["name"] for m in server.get("volumeMounts", [])}
+        proxy_mounts = {m["mountPath"]: m["name"] for m in proxy["container"].get("volumeMounts", [])}
+        if key_file != f"{workdir}/key_file.json" or proxy_mounts.get(workdir) != server_mounts.get(workdir):
+            problems.append(f"{where}: the auth proxy's --key-file {key_file!r} is not key_file.json in TorchServe's working "
+                            f"directory {workdir} (mounted from the same volume)")
+        if proxy["secret"] is None:
+            problems.append(f"{where}: the auth proxy's --tokens-file {option(argv, '--tokens-file')!r} is not mounted from a Secret")
+        namespace = obj["metadata"].get("namespace")
+        if not any(route["workload"] == where for route in auth_proxy_routes(objects, namespace).values()):
+            problems.append(f"{where}: no Service port leads to the auth proxy (port {proxy['port']})")
+        admitted = set()  # the proxy's ports the stream clients may reach
+        for policy in objects:
+            if policy.get("kind") != "NetworkPolicy" or policy["metadata"].get("namespace") != namespace \
+                    or not selects(policy["spec"].get("podSelector"), labels):
+                continue
+            for rule in policy["spec"].get("ingress", []) or []:
+                peers = [(peer.get("podSelector") or {}).get("matchLabels", {}) for peer in rule.get("from", []) or []]
+                if any(peer.get("app.kubernetes.io/component") == "stream-client" for peer in peers):
+                    admitted |= {resolve_port(port.get("port"), proxy["container"]) for port in rule.get("ports", []) or []}
+        if proxy["port"] not in admitted:
+            problems.append(f"{where}: no NetworkPolicy admits the stream clients to the auth proxy (port {proxy['port']})")
+    return problems
+
+
 def networkpolicy_problems(policies: list[dict]) -> list[str]:
     """TorchServe's ingress: stream clients (by pod label, same namespace) and Prometheus (by
     namespace and pod label) only, each to named ports; never an empty rule (allow all)."""
@@ -629,8 +732,9 @@ def networkpolicy_problems(policies: list[dict]) -> list[str]:
 
 def stream_problems(objects: list[dict]) -> list[str]:
     """Stream clients: a Deployment per imager group (at least two), a ConfigMap with URL and
-    concurrency, the token from a Secret file, the metrics port annotated for scraping
-    (``cli_problems`` runs the arguments through the real parser)."""
+    concurrency, the URL a Service port that leads to TorchServe's auth proxy, the token from the
+    Secret file that proxy accepts, the metrics port annotated for scraping (``cli_problems``
+    runs the arguments through the real parser)."""
     problems = []
     streams = [(obj, spec, labels) for obj, spec, labels in workloads(objects)
                if labels.get("app.kubernetes.io/component") == "stream-client"]
@@ -647,21 +751,29 @@ def stream_problems(objects: list[dict]) -> list[str]:
             problems.append(f"{ident(obj)}: unresolved variables in the arguments: {unresolved}")
         if "--token" in expanded:
             problems.append(f"{ident(obj)}: --token puts the key on the command line; use --token-file")
+        url = urlsplit(str(values.get("ARCSCAN_URL", "")))
+        try:
+            route = (url.hostname, url.port)
+        except ValueError:
+            route = None
+        routes = auth_proxy_routes(objects, obj["metadata"].get("namespace"))
+        if url.scheme != "http" or route not in routes or not url.path.startswith("/predictions/"):
+            problems.append(f"{ident(obj)}: ARCSCAN_URL {values.get('ARCSCAN_URL')!r} is not /predictions/ on a Service port "
+                            f"that leads to TorchServe's auth proxy ({sorted(routes)})")
         if "--token-file" in expanded:
             token_file = expanded[expanded.index("--token-file") + 1]
-            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
-            volumes = {v["name"]: v for v in spec.get("volumes", [])}
-            volume = volumes.get(mounts.get(str(Path(token_file).parent)), {})
-            if "secret" not in volume:
+            secret = mounted_secret(token_file, container, spec)
+            if secret is None:
                 problems.append(f"{ident(obj)}: --token-file {token_file} is not mounted from a Secret")
+            elif route in routes and secret != routes[route]["secret"]:
+                problems.append(f"{ident(obj)}: --token-file comes from Secret {secret}, "
+                                f"the auth proxy's tokens from {routes[route]['secret']}")
         else:
             problems.append(f"{ident(obj)}: no --token-file")
         annotations = pod_template(obj)["metadata"].get("annotations", {}) or {}
         port = expanded[expanded.index("--metrics-port") + 1] if "--metrics-port" in expanded else None
         if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != port or not port_exists(port or "", spec):
             problems.append(f"{ident(obj)}: metrics port {port} is not annotated for scraping / not a container port")
-        if not str(values.get("ARCSCAN_URL", "")).startswith("http://arcscan-torchserve:"):
-            problems.append(f"{ident(obj)}: ARCSCAN_URL {values.get('ARCSCAN_URL')!r} is not the TorchServe Service")
     return problems
 
 
@@ -679,13 +791,15 @@ def _expanded_command(objects: list[dict], obj: dict, container: dict) -> tuple[
     return [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: values.get(m.group(1), m.group(0)), a) for a in argv], values
 
 
-def stream_argv(objects: list[dict]) -> dict[str, list[str]]:
-    """Each stream client's command line with $(VAR) expanded from its env and ConfigMaps."""
+def arcscan_argv(objects: list[dict]) -> dict[str, list[str]]:
+    """The command line of each stream client and auth proxy, $(VAR) expanded from its env and
+    ConfigMaps."""
     out = {}
     for obj, spec, labels in workloads(objects):
-        if labels.get("app.kubernetes.io/component") != "stream-client":
-            continue
-        out[ident(obj)] = _expanded_command(objects, obj, spec["containers"][0])[0]
+        if labels.get("app.kubernetes.io/component") == "stream-client":
+            out[ident(obj)] = _expanded_command(objects, obj, spec["containers"][0])[0]
+        elif proxy := auth_proxy(objects, obj):
+            out[f"{ident(obj)} container {AUTH_PROXY_CONTAINER}"] = proxy["argv"]
     return out
 
 
@@ -725,17 +839,18 @@ def parse_properties(text: str) -> dict[str, str]:
 
 
 def config_properties_problems(text: str) -> list[str]:
-    """TorchServe's safe settings: token authorization on, no model API, management on
-    loopback, allowed_urls limited to the local model store, Prometheus metrics."""
+    """TorchServe's safe settings: token authorization on, no model API, inference and management
+    on loopback, allowed_urls limited to the local model store, Prometheus metrics."""
     props = parse_properties(text)
     problems = []
     if props.get("disable_token_authorization", "false").lower() == "true":
         problems.append("disable_token_authorization=true: token authorization is off")
     if props.get("enable_model_api", "false").lower() != "false":
         problems.append("enable_model_api is not false")
-    management = props.get("management_address", "")
-    if not re.fullmatch(r"https?://127\.0\.0\.1:\d+", management):
-        problems.append(f"management_address {management!r} is not on 127.0.0.1")
+    # Both want TorchServe's own keys, new at every start: clients come through arcscan auth-proxy.
+    for key in ("inference_address", "management_address"):
+        if not re.fullmatch(r"https?://127\.0\.0\.1:\d+", props.get(key, "")):
+            problems.append(f"{key} {props.get(key, '')!r} is not on 127.0.0.1")
     if props.get("grpc_management_address", "127.0.0.1") != "127.0.0.1":
         problems.append("grpc_management_address is not 127.0.0.1")
     allowed = props.get("allowed_urls", "")

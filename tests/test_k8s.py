@@ -30,7 +30,7 @@ MONITORING = K8S / "monitoring"
 OVERLAYS = ("dev", "prod")
 NAMESPACES = {"dev": "arcscan-dev", "prod": "arcscan"}
 # Secrets that prod expects to exist already (kubectl create secret, README), never committed.
-EXTERNAL_SECRETS = {"dev": set(), "prod": {"arcscan-postgres", "arcscan-inference-token"}}
+EXTERNAL_SECRETS = {"dev": set(), "prod": {"arcscan-postgres", "arcscan-stream-token"}}
 DOCKERFILES = ("serving/Dockerfile", "training/Dockerfile", "mlflow/Dockerfile")
 DOCKERIGNORE_REQUIRED = (".venv", ".git", "mlflow/store", "data", ".dvc/cache", "runs", "serving/run",
                          "serving/model-store", "reports/overlays", "patches", "models", ".tools")
@@ -169,17 +169,35 @@ def test_semantics(rendered, overlay):
         + checks.security_problems(objects)
         + checks.reference_problems(objects, EXTERNAL_SECRETS[overlay])
         + checks.torchserve_problems(objects)
+        + checks.auth_proxy_problems(objects)
         + checks.stream_problems(objects)
     )
     assert problems == []
 
 
-def test_stream_client_arguments_are_accepted_by_the_arcscan_cli(rendered):
+def test_stream_client_and_auth_proxy_arguments_are_accepted_by_the_arcscan_cli(rendered):
     from arcscan.cli import build_parser
 
     parser = build_parser()
     for overlay in OVERLAYS:
-        assert checks.cli_problems(checks.stream_argv(rendered[overlay]), parser) == []
+        argvs = checks.arcscan_argv(rendered[overlay])
+        assert {where.split(" ")[0] for where in argvs} == {
+            "Deployment/arcscan-stream-west", "Deployment/arcscan-stream-east", "Deployment/arcscan-torchserve"}
+        assert checks.cli_problems(argvs, parser) == []
+
+
+def test_stream_clients_reach_torchserve_only_through_the_auth_proxy(rendered):
+    for overlay in OVERLAYS:
+        objects = rendered[overlay]
+        [service] = checks.find(objects, "Service", "arcscan-torchserve")
+        assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"inference": 8443, "metrics": 8082}
+        pod = checks.pod_template(_torchserve(objects))["spec"]
+        assert [c["name"] for c in pod["containers"]] == ["torchserve", checks.AUTH_PROXY_CONTAINER]
+        assert checks.container_ports(pod) == ({"inference", "metrics"}, {8443, 8082})  # TorchServe's 8080/8081: loopback only
+        proxy = checks.auth_proxy(objects, _torchserve(objects))
+        assert proxy["port"] == 8443 and re.fullmatch(r"arcscan-stream-token(-[a-z0-9]{10})?", proxy["secret"])  # dev: generated
+        key_file_mount = next(m for m in proxy["container"]["volumeMounts"] if m["mountPath"] == "/home/model-server/run")
+        assert key_file_mount["readOnly"] is True
 
 
 def test_no_real_credentials_in_the_repository(rendered):
@@ -199,7 +217,8 @@ def test_config_properties_keep_the_safe_settings(rendered):
         assert checks.config_properties_problems(cluster) == []
         assert checks.derived_config_problems(repo, cluster) == []
         props = checks.parse_properties(cluster)
-        assert props["inference_address"] == "http://0.0.0.0:8080" and props["metrics_address"] == "http://0.0.0.0:8082"
+        assert props["inference_address"] == "http://127.0.0.1:8080" and props["management_address"] == "http://127.0.0.1:8081"
+        assert props["metrics_address"] == "http://0.0.0.0:8082"  # Prometheus scrapes it from outside the pod
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
@@ -242,6 +261,10 @@ def _container(obj, name=None):
     return next(c for c in spec["containers"] if name is None or c["name"] == name)
 
 
+def _set_arg(container, name, value):
+    container["args"][container["args"].index(name) + 1] = value
+
+
 def _set_image(tag):
     def change(obj):
         image = _container(obj)["image"].rsplit(":", 1)[0]
@@ -258,14 +281,21 @@ BROKEN = {
     "wrong Service targetPort": ("Service", "arcscan-torchserve",
                                  lambda o: o["spec"]["ports"][0].update(targetPort="inferense"), "selector", "inferense"),
     "wrong probe port": ("Deployment", "arcscan-torchserve",
-                         lambda o: _container(o)["livenessProbe"]["tcpSocket"].update(port=8081), "probe", "8081"),
+                         lambda o: _container(o, "auth-proxy")["livenessProbe"]["tcpSocket"].update(port=8081), "probe", "8081"),
+    "tcpSocket probe on TorchServe's loopback port": (
+        "Deployment", "arcscan-torchserve",
+        lambda o: _container(o).update(readinessProbe={"tcpSocket": {"port": 8080}}), "probe", "8080"),
     "missing readiness probe": ("Deployment", "arcscan-mlflow", lambda o: _container(o).pop("readinessProbe"), "probe",
                                 "no readinessProbe"),
     "missing liveness probe": ("StatefulSet", "arcscan-postgres", lambda o: _container(o).pop("livenessProbe"), "probe",
                                "no livenessProbe"),
     "HTTP probe on the token-protected port": (
         "Deployment", "arcscan-torchserve",
-        lambda o: _container(o).update(readinessProbe={"httpGet": {"path": "/ping", "port": "inference"}}), "probe",
+        lambda o: _container(o).update(readinessProbe={"httpGet": {"path": "/ping", "port": 8080}}), "probe",
+        "token-protected"),
+    "HTTP probe on the auth proxy": (
+        "Deployment", "arcscan-torchserve",
+        lambda o: _container(o, "auth-proxy").update(readinessProbe={"httpGet": {"path": "/ping", "port": "inference"}}), "probe",
         "token-protected"),
     "latest tag": ("Deployment", "arcscan-torchserve", _set_image("latest"), "image", "not pinned"),
     "untagged image": ("Deployment", "arcscan-stream-west", _set_image(None), "image", "no tag"),
@@ -311,6 +341,37 @@ BROKEN = {
     "token on the command line": (
         "Deployment", "arcscan-stream-west",
         lambda o: _container(o)["args"].__setitem__(_container(o)["args"].index("--token-file"), "--token"), "stream", "--token"),
+    "stream URL past the auth proxy": (
+        "ConfigMap", "arcscan-stream-east",
+        lambda o: o["data"].update(ARCSCAN_URL="http://arcscan-torchserve:8080/predictions/arcscan"), "stream",
+        "leads to TorchServe's auth proxy"),
+    "stream token from another Secret": (
+        "Deployment", "arcscan-stream-west",
+        lambda o: next(v for v in checks.pod_template(o)["spec"]["volumes"] if "secret" in v)["secret"].update(
+            secretName="arcscan-inference-token"), "stream", "the auth proxy's tokens from"),
+    "Service targets TorchServe instead of the proxy": (
+        "Service", "arcscan-torchserve", lambda o: o["spec"]["ports"][0].update(targetPort=8080), "auth-proxy",
+        "no Service port leads to the auth proxy"),
+    "NetworkPolicy admits the stream clients elsewhere": (
+        "NetworkPolicy", "arcscan-torchserve", lambda o: o["spec"]["ingress"][0]["ports"][0].update(port=8080), "auth-proxy",
+        "no NetworkPolicy admits the stream clients to the auth proxy"),
+    "no auth proxy": (
+        "Deployment", "arcscan-torchserve",
+        lambda o: checks.pod_template(o)["spec"]["containers"].pop(1), "auth-proxy", "no auth-proxy container"),
+    "auth proxy forwards past TorchServe": (
+        "Deployment", "arcscan-torchserve",
+        lambda o: _set_arg(_container(o, "auth-proxy"), "--inference-url", "http://127.0.0.1:8090"), "auth-proxy",
+        "is not TorchServe's inference_address"),
+    "auth proxy reads another key file": (
+        "Deployment", "arcscan-torchserve",
+        lambda o: _set_arg(_container(o, "auth-proxy"), "--key-file", "/tmp/key_file.json"), "auth-proxy",
+        "not key_file.json in TorchServe's working directory"),
+    "auth proxy listens on no container port": (
+        "Deployment", "arcscan-torchserve",
+        lambda o: _set_arg(_container(o, "auth-proxy"), "--listen", "0.0.0.0:9443"), "auth-proxy", "is not one of its container ports"),
+    "auth proxy tokens not from a Secret": (
+        "Deployment", "arcscan-torchserve",
+        lambda o: _set_arg(_container(o, "auth-proxy"), "--tokens-file", "/tmp/tokens"), "auth-proxy", "is not mounted from a Secret"),
 }
 
 CHECK_FUNCTIONS = {
@@ -321,6 +382,7 @@ CHECK_FUNCTIONS = {
     "refs": checks.reference_problems,
     "security": checks.security_problems,
     "torchserve": checks.torchserve_problems,
+    "auth-proxy": checks.auth_proxy_problems,
     "stream": checks.stream_problems,
 }
 
@@ -363,6 +425,7 @@ def test_checkov_skip_without_a_reason_is_caught():
     [
         ("enable_model_api", "true", "enable_model_api"),
         ("management_address", "http://0.0.0.0:8081", "management_address"),
+        ("inference_address", "http://0.0.0.0:8080", "inference_address"),
         ("disable_token_authorization", "true", "token authorization is off"),
         ("allowed_urls", ".*", "allowed_urls"),
         ("allowed_urls", "https://.*\\\\.mar", "allowed_urls"),
@@ -380,8 +443,11 @@ def test_configmap_drifting_from_the_repository_config_is_caught(rendered):
     cluster = _configmap_properties(rendered["dev"])
     drifted = cluster.replace("job_queue_size=16", "job_queue_size=1000")
     assert any("job_queue_size" in p for p in checks.derived_config_problems(repo, drifted))
-    public = cluster.replace("inference_address=http://0.0.0.0:8080", "inference_address=http://10.0.0.5:8080")
-    assert checks.derived_config_problems(repo, public) != []
+    public = cluster.replace("inference_address=http://127.0.0.1:8080", "inference_address=http://0.0.0.0:8080")
+    assert any("inference_address" in p for p in checks.derived_config_problems(repo, public))
+    assert any("inference_address" in p for p in checks.config_properties_problems(public))
+    elsewhere = cluster.replace("metrics_address=http://0.0.0.0:8082", "metrics_address=http://10.0.0.5:8082")
+    assert any("metrics_address" in p for p in checks.derived_config_problems(repo, elsewhere))
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import gzip
 import re
+import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +226,86 @@ def test_stream_client_renews_an_expired_key(server, tmp_path):
     summary = run_stream(config, replay=[frames_path])
     assert (summary.succeeded, summary.failed) == (4, 0)
     assert server.key() != stale_key  # renewed through the management API, key file rewritten
+
+
+SHARED_TOKEN = "e2e-shared-stream-token-0001"
+
+
+@pytest.fixture(scope="module")
+def auth_proxy(server, tmp_path_factory):
+    """``arcscan auth-proxy`` as a process of its own, as in the pod, in front of the module's
+    TorchServe with one shared token; stopped with SIGTERM (killed if it hangs)."""
+    folder = tmp_path_factory.mktemp("auth-proxy")
+    (folder / "tokens").write_text(SHARED_TOKEN + "\n")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "arcscan", "auth-proxy", "--listen", f"127.0.0.1:{port}", "--tokens-file", str(folder / "tokens"),
+        "--key-file", str(server.key_file), "--inference-url", server.inference_url, "--management-url", server.management_url,
+    ]
+    with open(folder / "auth-proxy.log", "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (folder / "auth-proxy.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "auth proxy not listening after 30 s"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/predictions/arcscan"
+    finally:
+        process.terminate()
+        try:
+            assert process.wait(timeout=10) == 0, (folder / "auth-proxy.log").read_text()  # SIGTERM: a clean stop
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    log_lines = (folder / "auth-proxy.log").read_text().splitlines()
+    assert not any(SHARED_TOKEN in line or server.key() in line for line in log_lines)
+    TIMINGS["requests logged by the auth proxy"] = sum('"POST /predictions/arcscan HTTP/1.1"' in line for line in log_lines)
+
+
+def test_stream_client_through_the_auth_proxy(server, auth_proxy, tmp_path):
+    """The deployment's path: stream client (shared token from a plain token file) -> auth
+    proxy -> TorchServe (the pod's own key); TorchServe's key alone does not pass the proxy."""
+    from arcscan.stream import RESULTS, StreamConfig, load_token, read_ledger, run_stream
+    from arcscan.synth import write_minute
+
+    frames_path, _ = write_minute(tmp_path / "archive", seed=31, start=datetime(2026, 3, 3, 6, tzinfo=timezone.utc))
+    token_file = tmp_path / "stream-token"
+    token_file.write_text(SHARED_TOKEN + "\n")
+    config = StreamConfig(url=auth_proxy, token=load_token(token_file=token_file), token_file=token_file, output=tmp_path / "out", concurrency=4)
+    start = time.perf_counter()
+    summary = run_stream(config, replay=[frames_path])
+    TIMINGS["20 frames through the auth proxy, 4 in flight (s)"] = time.perf_counter() - start
+    assert (summary.succeeded, summary.failed) == (20, 0)
+    entries = read_ledger(tmp_path / "out" / RESULTS)
+    assert sorted(e["index"] for e in entries) == list(range(20))
+    assert {e["model_version"] for e in entries} == {MODEL["version"]}
+
+    body = png16(minute(1)[0].image)
+    for headers in (server.auth("inference"), server.auth("API"), {}):
+        refused = requests.post(auth_proxy, data=body, headers=headers, timeout=30)
+        assert refused.status_code == 401 and "token" in refused.json()["error"], refused.text
+
+
+def test_auth_proxy_passes_answers_through_and_renews_an_expired_key(server, auth_proxy):
+    shared = {"Authorization": f"Bearer {SHARED_TOKEN}", "Content-Type": "application/octet-stream"}
+    direct = post(server, b"GIF89a" + bytes(64), "bad.bin")
+    proxied = requests.post(auth_proxy, data=b"GIF89a" + bytes(64), headers=shared | {"X-Filename": "bad.bin"}, timeout=30)
+    assert direct.status_code == 415 and (proxied.status_code, proxied.json()) == (direct.status_code, direct.json())
+    too_large = requests.post(auth_proxy, data=b"\x1f\x8b" + bytes(16 * 2**20), headers=shared, timeout=30)
+    assert too_large.status_code == 413 and "exceeds the limit" in too_large.json()["error"]
+
+    # The proxy's key goes stale, as expiry does: renewed behind its back, the file restored.
+    stale_file, stale_key = server.key_file.read_text(), server.key()
+    renewed = requests.post(f"{server.management_url}/token", params={"type": "inference"}, headers=server.auth("API"), timeout=10)
+    assert renewed.status_code == 200, renewed.text
+    server.key_file.write_text(stale_file)
+    answer = requests.post(auth_proxy, data=png16(minute(1, seed=3)[0].image), headers=shared | {"X-Filename": "renew.png"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    check_answer(answer.json(), "renew.png", minute(1, seed=3), with_metadata=False, model=MODEL)
+    assert server.key() != stale_key  # the proxy renewed it through the token API

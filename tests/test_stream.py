@@ -350,6 +350,21 @@ def test_token_from_a_torchserve_key_file(tmp_path):
         load_token(token_file=key_file)
 
 
+def test_token_from_the_auth_proxys_plain_token_file(tmp_path):
+    token_file = tmp_path / "tokens"
+    token_file.write_text("# shared stream tokens: the first is sent\nshared-stream-token-0002\nshared-stream-token-0001\n")
+    assert load_token(token_file=token_file) == "shared-stream-token-0002"
+    token_file.write_text("# no token here\n\n")
+    with pytest.raises(InputError, match="tokens: no token in the file"):
+        load_token(token_file=token_file)
+    token_file.write_text("shared-stream-token-0002\nletmein\n")
+    with pytest.raises(InputError, match="tokens line 2: not a token") as refused:
+        load_token(token_file=token_file)
+    assert "letmein" not in str(refused.value)  # the message never shows a token
+    with pytest.raises(InputError, match="missing: cannot read the token file"):
+        load_token(token_file=tmp_path / "missing")
+
+
 def test_cli_replays_and_reports(endpoint, minutes, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_stream_parser(parser.add_subparsers(dest="command"))
@@ -414,3 +429,19 @@ def test_an_expired_key_without_a_way_to_renew_stops_the_run(endpoint, minutes, 
     with pytest.raises(ArcscanError, match="refused the inference token"):
         run_stream(_config(endpoint, tmp_path / "out", token_file=key_file, concurrency=1), replay=[minutes / MINUTE])
     assert len(_keys(tmp_path / "out")) == 5  # what was answered before stays recorded
+
+
+def test_a_rotated_token_file_is_read_again_when_the_token_is_refused(endpoint, minutes, tmp_path):
+    """The auth proxy's shared token is rotated: the client's token is refused, the file's
+    first token is the new one, and the run carries on with it."""
+    token_file = tmp_path / "tokens"
+    token_file.write_text("shared-stream-token-0001\n")
+    endpoint.token = "shared-stream-token-0001"
+    config = _config(endpoint, tmp_path / "out", token=load_token(token_file=token_file), token_file=token_file, concurrency=1)
+    rotated = _in_background(lambda: run_stream(config, replay=[minutes / MINUTE], speed=50.0))
+    _wait_for(lambda: len(endpoint.requests) >= 3)
+    with endpoint.lock:
+        token_file.write_text("shared-stream-token-0002\nshared-stream-token-0001\n")
+        endpoint.token = "shared-stream-token-0002"  # the old token retired
+    summary = rotated.result(timeout=30)
+    assert (summary.succeeded, summary.failed) == (20, 0)

@@ -1,0 +1,363 @@
+"""Authenticating reverse proxy in front of one TorchServe: the sidecar of each TorchServe pod.
+
+TorchServe 0.12 makes new random keys at every start and lets the inference key expire after
+``token_expiration_min``, so clients of several replicas behind one Service cannot hold a valid
+key. The proxy holds the key of its own TorchServe for them:
+
+* Clients send ``POST /predictions/<model>[/<version>]`` with ``Authorization: Bearer <token>``,
+  a token of the shared tokens file (:func:`arcscan.tokens.shared_tokens`), read at every
+  request, so a rotated Kubernetes Secret counts as soon as the kubelet updates the file, and
+  compared in constant time. No or another token: 401, before the body is read. Other paths:
+  404, other methods: 405, a body over ``max_body_bytes`` (TorchServe's ``max_request_size``): 413.
+* The body, ``Content-Type`` and ``X-Filename`` go to TorchServe's inference address with the
+  pod's inference key from TorchServe's ``key_file.json``. When TorchServe refuses the key (400
+  ``InvalidKeyException``: expired, or TorchServe restarted with new keys), the proxy takes the
+  file's key if it changed, else renews it through TorchServe's token API (``POST
+  {management}/token?type=inference`` with the file's API key), and retries once.
+* TorchServe's status, body and ``Content-Type`` come back unchanged (the handler's 4xx
+  included). The proxy's own answers are JSON ``{"error": message}``: 502 when TorchServe cannot
+  be reached or refuses even a renewed key, 503 while its key file is missing or the tokens
+  file cannot be read, 504 when TorchServe does not answer within ``timeout``.
+
+One log line per request (client, request line, status, bytes, milliseconds), never a token or
+a key. ``arcscan auth-proxy`` (:func:`add_auth_proxy_parser`) runs it until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import http.client
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from arcscan.errors import ArcscanError, InputError
+from arcscan.tokens import key_file_entry, shared_tokens
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 2**20  # TorchServe's max_request_size (serving/config.properties)
+_PREDICTIONS = re.compile(r"/predictions/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?")
+_FORWARDED_HEADERS = ("Content-Type", "X-Filename")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Where the proxy listens, whom it lets in, and the TorchServe it fronts."""
+
+    tokens_file: Path  # the shared tokens, one per line
+    key_file: Path  # TorchServe's key_file.json
+    host: str = "127.0.0.1"  # 0.0.0.0 in a pod
+    port: int = 8443
+    inference_url: str = "http://127.0.0.1:8080"
+    management_url: str = "http://127.0.0.1:8081"
+    max_body_bytes: int = MAX_BODY_BYTES
+    timeout: float = 150.0  # seconds for TorchServe's answer: its default_response_timeout (120 s) + margin
+
+    def __post_init__(self) -> None:
+        for url in (self.inference_url, self.management_url):
+            if not _is_http_origin(url):
+                raise ArcscanError(f"{url}: not a TorchServe address (http://HOST:PORT)")
+        if self.max_body_bytes < 1 or not self.timeout > 0:
+            raise ArcscanError(f"max body bytes {self.max_body_bytes} and timeout {self.timeout}: both must be positive")
+
+
+class ProxyError(ArcscanError):
+    """A request the proxy answers itself: ``status`` and a message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Answer(NamedTuple):
+    """An HTTP answer to pass back to the client."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+class TorchServe:
+    """The pod's TorchServe, called with its own inference key from ``key_file.json``. A
+    refused key is renewed by the first request that sees the refusal; the others find the
+    renewed key in the file."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self._key: str | None = None
+        self._lock = threading.Lock()
+
+    def predict(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[Answer, bool]:
+        """TorchServe's answer to ``POST path``, and whether the key had to be replaced for it."""
+        key = self._current_key()
+        answer = self._post_prediction(path, body, headers, key)
+        if not _key_refused(answer):
+            return answer, False
+        answer = self._post_prediction(path, body, headers, self._replace(key))
+        if _key_refused(answer):
+            raise ProxyError(502, "TorchServe refused its own inference key, also after renewing it")
+        return answer, True
+
+    def _post_prediction(self, path: str, body: bytes, headers: dict[str, str], key: str) -> Answer:
+        headers = headers | {"Authorization": f"Bearer {key}"}
+        return _post(self.config.inference_url, path, body, headers, self.config.timeout)
+
+    def _current_key(self) -> str:
+        with self._lock:
+            if self._key is None:
+                self._key = self._read("inference")
+            return self._key
+
+    def _replace(self, refused: str) -> str:
+        """A key instead of ``refused``: the key file's if it changed (another request renewed
+        the key meanwhile, or TorchServe restarted), else a new one from TorchServe's token API."""
+        with self._lock:
+            fresh = self._read("inference")
+            if fresh == refused:
+                api_key = {"Authorization": f"Bearer {self._read('API')}"}
+                answer = _post(self.config.management_url, "/token?type=inference", b"", api_key, self.config.timeout)
+                if answer.status != 200:
+                    raise ProxyError(502, f"TorchServe's token API did not renew the inference key ({answer.status})")
+                fresh = self._read("inference")
+            self._key = fresh
+            return fresh
+
+    def _read(self, kind: str) -> str:
+        try:
+            return key_file_entry(self.config.key_file, kind)
+        except InputError as err:
+            raise ProxyError(503, f"no TorchServe key yet: {err}") from err
+
+
+class AuthProxy(ThreadingHTTPServer):
+    """The proxy server: ``serve_forever()`` until ``shutdown()``; ``url`` is where it listens."""
+
+    request_queue_size = 64  # connections waiting to be accepted (socketserver's default: 5)
+
+    def __init__(self, config: ProxyConfig) -> None:
+        shared_tokens(config.tokens_file)  # an unreadable or empty tokens file fails at start
+        self.config = config
+        self.torchserve = TorchServe(config)
+        try:
+            super().__init__((config.host, config.port), _Handler)
+        except OSError as err:
+            raise ArcscanError(f"cannot listen on {config.host}:{config.port} ({err.strerror})") from err
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def accepts(self, token: str) -> bool:
+        """Whether ``token`` is one of the shared tokens (each compared in constant time);
+        :class:`ProxyError` 503 when the tokens file cannot be read."""
+        try:
+            tokens = shared_tokens(self.config.tokens_file)
+        except InputError as err:
+            log.error("%s", err)
+            raise ProxyError(503, "the proxy cannot read its tokens file") from err
+        matches = [hmac.compare_digest(token.encode(), accepted.encode()) for accepted in tokens]
+        return any(matches)
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """A client that went away is one warning line; anything else keeps its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.warning("%s: connection lost (%s)", client_address[0], error)
+        else:
+            log.exception("%s: request failed", client_address[0])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as TorchServe
+    timeout = 60  # seconds a client may idle, or take to send a request
+    server_version, sys_version = "arcscan-auth-proxy", ""
+    server: AuthProxy
+    started = 0.0  # monotonic time the current request line arrived (0: none yet)
+
+    def parse_request(self) -> bool:
+        self.started = time.monotonic()
+        return super().parse_request()
+
+    def do_POST(self) -> None:
+        body, renewed, extra = None, False, {}
+        try:
+            if not _PREDICTIONS.fullmatch(self.path):
+                raise ProxyError(404, f"{self.path[:100]}: not found (the proxy forwards POST /predictions/<model> only)")
+            self._authorize()
+            body = self._read_body()
+            headers = {name: self.headers[name] for name in _FORWARDED_HEADERS if name in self.headers}
+            answer, renewed = self.server.torchserve.predict(self.path, body, headers)
+        except ProxyError as error:
+            self.close_connection |= body is None  # an unread body must not be taken for the next request
+            answer = _error(error.status, str(error))
+            extra = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        self._send(answer, "TorchServe key replaced" if renewed else "", extra)
+
+    def _not_allowed(self) -> None:
+        self.close_connection = True  # a body, if any, is not read
+        message = f"{self.command} is not allowed (the proxy forwards POST /predictions/<model> only)"
+        self._send(_error(405, message), extra={"Allow": "POST"})
+
+    do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (malformed request, unknown method) in JSON too."""
+        self.close_connection = True
+        self._send(_error(code, message or HTTPStatus(code).phrase))
+
+    def _authorize(self) -> None:
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ProxyError(401, "no bearer token (Authorization: Bearer <stream token>)")
+        if not self.server.accepts(token.strip()):
+            raise ProxyError(401, "the bearer token is not accepted")
+
+    def _read_body(self) -> bytes:
+        limit = self.server.config.max_body_bytes
+        length = self.headers.get("Content-Length")
+        if length is None or "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise ProxyError(411, "no Content-Length (chunked bodies are not accepted)")
+        if not (length.isascii() and length.isdigit()):
+            raise ProxyError(400, f"Content-Length {length[:20]!r} is not a byte count")
+        size = int(length)
+        if size > limit:
+            raise ProxyError(413, f"body of {size} bytes exceeds the limit of {limit}")
+        body = self.rfile.read(size)
+        if len(body) < size:
+            raise ProxyError(400, f"body ended after {len(body)} of {size} bytes")
+        return body
+
+    def _send(self, answer: Answer, note: str = "", extra: dict[str, str] | None = None) -> None:
+        """Send ``answer`` and log the request's line."""
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.body)
+        elapsed = f"{(time.monotonic() - self.started) * 1000:.0f} ms" if self.started else "-"
+        log.info('%s "%s" %d %d B %s%s', self.client_address[0], self.requestline[:200], answer.status,
+                 len(answer.body), elapsed, f" ({note})" if note else "")
+        self.started = 0.0
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Requests are logged by ``_send``, with their time."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
+        log.warning("%s: " + format, self.client_address[0], *args)
+
+
+def _post(base_url: str, path: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
+    """``POST base_url + path`` over plain HTTP (no environment proxies): the answer."""
+    url = urlsplit(base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    try:
+        connection.request("POST", path, body, headers)
+        response = connection.getresponse()
+        return Answer(response.status, response.read(), response.getheader("Content-Type") or "application/octet-stream")
+    except TimeoutError as err:
+        raise ProxyError(504, f"TorchServe at {base_url} did not answer within {timeout:g} s") from err
+    except (OSError, http.client.HTTPException) as err:
+        raise ProxyError(502, f"TorchServe at {base_url} cannot be reached ({err})") from err
+    finally:
+        connection.close()
+
+
+def _is_http_origin(url: str) -> bool:
+    """Whether ``url`` is ``http://HOST[:PORT]`` without a path."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme == "http" and bool(parts.hostname) and parts.path in ("", "/") and parts.port != 0
+    except ValueError:  # a malformed port
+        return False
+
+
+def _key_refused(answer: Answer) -> bool:
+    """TorchServe's answer to a wrong or expired key."""
+    return answer.status == 400 and b"InvalidKeyException" in answer.body
+
+
+def _error(status: int, message: str) -> Answer:
+    return Answer(status, json.dumps({"error": message}).encode(), "application/json")
+
+
+def serve(config: ProxyConfig) -> None:
+    """Run the proxy in the foreground until SIGTERM or SIGINT."""
+    server = AuthProxy(config)
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        threading.Thread(target=server.shutdown).start()  # shutdown() waits for serve_forever(): not from its thread
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    log.info("listening on %s, forwarding POST /predictions/<model> to %s", server.url, config.inference_url)
+    with server:
+        server.serve_forever()
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def add_auth_proxy_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``auth-proxy`` subcommand on ``subparsers`` (it runs :func:`cmd_auth_proxy`)."""
+    proxy = subparsers.add_parser(
+        "auth-proxy",
+        help="authenticating proxy in front of one TorchServe: shared stream tokens in, TorchServe's own key out",
+        description=__doc__.splitlines()[0],
+    )
+    proxy.add_argument("--listen", type=_host_port, default="127.0.0.1:8443", metavar="HOST:PORT",
+                       help="address to listen on (default: 127.0.0.1:8443; 0.0.0.0:8443 in a pod)")
+    proxy.add_argument("--tokens-file", required=True, metavar="PATH",
+                       help="the tokens clients may send, one per line (a mounted Secret; read at every request)")
+    proxy.add_argument("--key-file", required=True, metavar="PATH",
+                       help="TorchServe's key_file.json (in its working directory)")
+    proxy.add_argument("--inference-url", default="http://127.0.0.1:8080", metavar="URL",
+                       help="TorchServe's inference address (default: http://127.0.0.1:8080)")
+    proxy.add_argument("--management-url", default="http://127.0.0.1:8081", metavar="URL",
+                       help="TorchServe's management address, for renewing its key (default: http://127.0.0.1:8081)")
+    proxy.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, metavar="N",
+                       help=f"larger bodies get 413 (default: {MAX_BODY_BYTES}, TorchServe's max_request_size)")
+    proxy.add_argument("--timeout", type=float, default=ProxyConfig.timeout, metavar="SECONDS",
+                       help=f"seconds to wait for TorchServe's answer (default: {ProxyConfig.timeout:g})")
+    proxy.set_defaults(run=cmd_auth_proxy)
+    return proxy
+
+
+def cmd_auth_proxy(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    host, port = args.listen
+    serve(ProxyConfig(
+        tokens_file=Path(args.tokens_file),
+        key_file=Path(args.key_file),
+        host=host,
+        port=port,
+        inference_url=args.inference_url,
+        management_url=args.management_url,
+        max_body_bytes=args.max_body_bytes,
+        timeout=args.timeout,
+    ))
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
