@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 5000
 
-.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench mlflow-server starter-data lock clean
+.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench bench-speed bench-quality mlflow-server starter-data lock clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,8 +58,13 @@ test-fast: $(STAMP) tools  ## the test suite without the slow server/pipeline te
 test-k8s: $(STAMP) tools  ## only the offline deployment checks (images, manifests, Prometheus)
 	$(BIN)/python -m pytest -q tests/test_k8s.py
 
-bench: $(STAMP)  ## speed benchmark (stride-1 reference vs fast path, CRF, TorchServe end to end) -> reports/bench_speed.json
+bench: bench-speed bench-quality  ## both benchmarks
+
+bench-speed: $(STAMP)  ## stride-1 reference vs fast path, CRF, TorchServe end to end (needs make mar) -> reports/bench_speed.json
 	$(BIN)/python benchmarks/speed.py
+
+bench-quality: train  ## PN vs nnPU vs PNU vs supervised vs no learning, with/without CRF, 3 seeds (~40 min) -> reports/bench_quality.*
+	$(BIN)/python benchmarks/quality.py
 
 mlflow-server: $(STAMP)  ## a real MLflow tracking server on 127.0.0.1:$(PORT) (BACKEND=postgresql+psycopg2://... to use PostgreSQL)
 	$(BIN)/arcscan mlflow-server --port $(PORT) $(if $(BACKEND),--backend-store-uri '$(BACKEND)')

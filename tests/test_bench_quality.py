@@ -1,0 +1,47 @@
+"""The quality benchmark's --quick mode end to end: it makes its own small synthetic data (no
+``data/`` needed), trains two tiny models and writes the full report structure. Checks the
+structure and ranges only, never a quality or timing threshold."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _in_unit_interval(value: float) -> bool:
+    return 0.0 <= value <= 1.0
+
+
+def test_quick_benchmark_writes_the_report(tmp_path):
+    output = tmp_path / "bench_quality.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--quick", "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(output.read_text())
+
+    assert report["quick"] is True
+    assert report["machine"]["cpus"] >= 1 and report["machine"]["torch_threads_per_worker"] >= 1
+    assert "--quick" in report["command"] and report["wall_seconds"] > 0
+    assert {"pn", "nnpu", "pnu_validated"} <= set(report["methods"])
+    assert report["validation"]["best_eta"] in (0.0, 1.0)
+    assert not report["missing_runs"]
+    for method in report["methods"].values():
+        assert method["runs"] == 1
+        assert _in_unit_interval(method["patch_roc_auc"]["mean"])
+        for stage in ("scan", "crf"):
+            for metric in ("iou", "f1", "boundary_f1"):
+                stat = method[stage][metric]
+                assert all(_in_unit_interval(stat[k]) for k in ("mean", "min", "max"))
+    assert set(report["unsupervised"]) == {"otsu", "otsu_bgsub", "p95_bgsub"}
+    for scores in report["unsupervised"].values():
+        assert all(_in_unit_interval(v) for v in scores.values())
+    assert "skipped" in report["gillam"] or _in_unit_interval(report["gillam"]["arc_fraction_max"])
+    assert "| method |" in output.with_suffix(".md").read_text()
+    assert output.with_suffix(".png").stat().st_size > 0
