@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "serving"))
 import serve  # noqa: E402  (serving/serve.py)
 
-from arcscan.config import build, load_params  # noqa: E402
+from arcscan.config import load_params  # noqa: E402
 from arcscan.frames import encode_stream0, read_frames  # noqa: E402
 from arcscan.model import load_checkpoint  # noqa: E402
 from arcscan.preprocess import normalize  # noqa: E402

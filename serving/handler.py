@@ -18,7 +18,6 @@ The optional ``X-Filename`` header names the upload in answers and messages.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import os
