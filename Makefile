@@ -66,8 +66,8 @@ bench-speed: $(STAMP)  ## stride-1 reference vs fast path, CRF, TorchServe end t
 bench-quality: train  ## PN vs nnPU vs PNU vs supervised vs no learning, with/without CRF, 3 seeds (~40 min) -> reports/bench_quality.*
 	$(BIN)/python benchmarks/quality.py
 
-mlflow-server: $(STAMP)  ## a real MLflow tracking server on 127.0.0.1:$(PORT) (BACKEND=postgresql+psycopg2://... to use PostgreSQL)
-	$(BIN)/arcscan mlflow-server --port $(PORT) $(if $(BACKEND),--backend-store-uri '$(BACKEND)')
+mlflow-server: $(STAMP)  ## a real MLflow tracking server on 127.0.0.1:$(PORT) (BACKEND=postgresql+psycopg2://... to use PostgreSQL; AUTH=1 for basic auth)
+	$(BIN)/arcscan mlflow-server --port $(PORT) $(if $(BACKEND),--backend-store-uri '$(BACKEND)') $(if $(AUTH),--auth)
 
 starter-data: $(STAMP)  ## regenerate the synthetic starter dataset from params.yaml and track it with DVC
 	$(BIN)/python training/make_starter_data.py data

@@ -28,9 +28,10 @@ def _segmenter(args: argparse.Namespace):
 
     params = load_params(args.params)
     if args.alias:
-        registry.configure()
         folder = Path(tempfile.mkdtemp(prefix="arcscan-model-"))
-        checkpoint, version = registry.download_checkpoint(params["register"]["model_name"], args.alias, folder)
+        with registry.errors_explained():
+            registry.configure()
+            checkpoint, version = registry.download_checkpoint(params["register"]["model_name"], args.alias, folder)
         print(f"model: {params['register']['model_name']} version {version.version} (@{args.alias})", file=sys.stderr)
     else:
         checkpoint = Path(args.checkpoint)
@@ -85,8 +86,9 @@ def cmd_promote(args: argparse.Namespace) -> None:
     from arcscan.config import load_params
 
     section = load_params(args.params)["register"]
-    registry.configure()
-    result = registry.promote(section["model_name"], section["metric"], force=args.force)
+    with registry.errors_explained():
+        registry.configure()
+        result = registry.promote(section["model_name"], section["metric"], force=args.force)
     print(result.reason)
 
 
@@ -94,17 +96,25 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     from arcscan import registry
     from arcscan.config import load_params
 
-    registry.configure()
-    print(registry.rollback(load_params(args.params)["register"]["model_name"]).reason)
+    with registry.errors_explained():
+        registry.configure()
+        result = registry.rollback(load_params(args.params)["register"]["model_name"])
+    print(result.reason)
 
 
 def cmd_mlflow_server(args: argparse.Namespace) -> None:
     from arcscan import registry
 
     backend = args.backend_store_uri or registry.default_backend_store_uri()
-    command = registry.tracking_server_command(backend, Path(args.artifacts), args.host, args.port)
-    print(f"MLflow tracking server on http://{args.host}:{args.port} (backend {backend.split('@')[-1]})", file=sys.stderr)
-    raise SystemExit(subprocess.call(command, env=registry.tracking_server_env()))
+    command = registry.tracking_server_command(backend, Path(args.artifacts), args.host, args.port, auth=args.auth)
+    auth_config = None
+    if args.auth:
+        folder = Path(args.artifacts).absolute().parent
+        database = args.auth_database_uri or f"sqlite:///{folder / 'basic_auth.db'}"
+        auth_config = registry.write_auth_config(folder / "basic_auth.ini", database)
+    print(f"MLflow tracking server on http://{args.host}:{args.port} (backend {backend.split('@')[-1]}"
+          f"{', basic auth' if args.auth else ''})", file=sys.stderr)
+    raise SystemExit(subprocess.call(command, env=registry.tracking_server_env(auth_config=auth_config)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=5000)
     server.add_argument("--backend-store-uri", help="default: the embedded SQLite store mlflow/store/mlflow.db")
     server.add_argument("--artifacts", default="mlflow/store/artifacts", help="artifact folder")
+    server.add_argument("--auth", action="store_true", help="MLflow's basic-auth app: needs MLFLOW_FLASK_SERVER_SECRET_KEY, and MLFLOW_AUTH_ADMIN_PASSWORD at the first start")
+    server.add_argument("--auth-database-uri", help="users and permissions (default: SQLite basic_auth.db beside the artifact folder)")
     server.set_defaults(run=cmd_mlflow_server)
 
     add_stream_parser(commands)

@@ -37,10 +37,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
+import requests
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -253,9 +256,11 @@ def _registered_model(client: MlflowClient, name: str) -> tuple[RegisteredModel,
     """The registered model and its aliases (alias -> version string)."""
     try:
         model = client.get_registered_model(name)
-        return model, {alias: str(version) for alias, version in model.aliases.items()}
     except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
         raise RegistryError(f"no registered model {name!r} in {_redact(tracking_uri())}") from error
+    return model, {alias: str(version) for alias, version in model.aliases.items()}
 
 
 def _history(model: RegisteredModel, aliases: dict[str, str]) -> list[str]:
@@ -389,16 +394,21 @@ def download_checkpoint(model_name: str, alias: str, dst: Path) -> tuple[Path, M
 # ----------------------------------------------------------------------------- server
 
 
+AUTH_APP = "basic-auth"  # MLflow's basic-auth app (mlflow[auth]): users, passwords, permissions
+
+
 def tracking_server_command(
     backend_store_uri: str,
     artifacts_destination: Path,
     host: str = "127.0.0.1",
     port: int = 5000,
     allowed_hosts: tuple[str, ...] = (),
+    auth: bool = False,
 ) -> list[str]:
     """The ``mlflow server`` argv: one worker, artifacts proxied (``mlflow-artifacts:/``) to
     ``artifacts_destination``, Host headers limited to localhost, 127.0.0.1, ``host`` and
-    ``allowed_hosts`` (add in-cluster service names there; MLflow answers 403 otherwise)."""
+    ``allowed_hosts`` (add in-cluster service names there; MLflow answers 403 otherwise);
+    with ``auth``, MLflow's basic-auth app (run it in ``tracking_server_env(auth_config=...)``)."""
     names = dict.fromkeys(["localhost", "127.0.0.1", host, *allowed_hosts])
     hosts = [entry for name in names for entry in (name, f"{name}:{port}")]
     destination = Path(artifacts_destination).absolute()
@@ -410,19 +420,82 @@ def tracking_server_command(
         "--host", host, "--port", str(port),
         "--workers", "1",
         "--allowed-hosts", ",".join(hosts),
+        *(["--app-name", AUTH_APP] if auth else []),
     ]
 
 
-def tracking_server_env(base: dict[str, str] | None = None) -> dict[str, str]:
+def write_auth_config(path: Path, database_uri: str, default_permission: str = "READ") -> Path:
+    """The basic-auth app's ini file: users and permissions in ``database_uri`` (SQLite or
+    PostgreSQL), ``default_permission`` for users without an explicit grant (READ: every
+    signed-in user may read runs and download models; only users granted EDIT/MANAGE, and the
+    admin, may register or move aliases). No secrets: the admin password
+    (``MLFLOW_AUTH_ADMIN_PASSWORD``, read at the first start) and the CSRF key
+    (``MLFLOW_FLASK_SERVER_SECRET_KEY``) come from the environment."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "[mlflow]\n"
+        f"default_permission = {default_permission}\n"
+        f"database_uri = {database_uri}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return path
+
+
+def tracking_server_env(base: dict[str, str] | None = None, auth_config: Path | None = None) -> dict[str, str]:
     """The environment to run ``tracking_server_command`` in: ``base`` (default
     ``os.environ``) without ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI`` and with MLflow's
     GenAI job runner off (arcscan runs no server-side jobs; when on, every start adds eight
-    huey processes and leaves a temporary folder in /dev/shm)."""
+    huey processes and leaves a temporary folder in /dev/shm); ``auth_config`` points the
+    basic-auth app at its ini file."""
     env = dict(os.environ if base is None else base)
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("MLFLOW_REGISTRY_URI", None)
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    if auth_config is not None:
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(Path(auth_config).absolute())
     return env
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def explain(error: MlflowException) -> RegistryError:
+    """What went wrong talking to the tracking store, in one line an operator can act on."""
+    where = _redact(tracking_uri())
+    if error.error_code == "UNAUTHENTICATED":
+        message = (f"MLflow at {where} wants credentials: set MLFLOW_TRACKING_USERNAME and "
+                   "MLFLOW_TRACKING_PASSWORD (README: MLflow authentication)")
+    elif error.error_code == "PERMISSION_DENIED":
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME", "?")
+        message = f"MLflow at {where}: user {user!r} lacks the permission: {error.message.split('. ')[0]}"
+    elif isinstance(error.__context__, (requests.ConnectionError, requests.Timeout)):
+        message = (f"MLflow tracking server {where} unreachable (gave up after MLflow's retries, "
+                   f"MLFLOW_HTTP_REQUEST_MAX_RETRIES): {type(error.__context__).__name__}")
+    else:
+        message = f"MLflow at {where}: {error.message}"
+    return RegistryError(message)
+
+
+@contextmanager
+def errors_explained() -> Iterator[None]:
+    """Raise an MLflow failure inside the block as :func:`explain`'s RegistryError."""
+    try:
+        yield
+    except MlflowException as error:
+        raise explain(error) from error
+
+
+@contextmanager
+def failures_reported(prog: str) -> Iterator[None]:
+    """For scripts: a registry or MLflow failure in the block ends the process with one line
+    ``prog: message`` on stderr and exit status 1, not a traceback."""
+    try:
+        with errors_explained():
+            yield
+    except RegistryError as error:
+        sys.exit(f"{prog}: {error}")
 
 
 def _redact(uri: str) -> str:

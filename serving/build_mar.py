@@ -120,8 +120,9 @@ def from_registry(model_name: str, alias: str, folder: Path) -> tuple[Path, Path
     """Download ``model_name@alias``: (checkpoint, params.yaml, model_info)."""
     from arcscan import registry
 
-    registry.configure()
-    checkpoint, version = registry.download_checkpoint(model_name, alias, folder)
+    with registry.failures_reported("build_mar"):
+        registry.configure()
+        checkpoint, version = registry.download_checkpoint(model_name, alias, folder)
     params, params_origin = checkpoint.parent / "params.yaml", "registry"
     if not params.is_file():
         warnings.warn(

@@ -11,7 +11,9 @@ until every worker of the model is READY (asking the management API with the key
 TorchServe keeps its pid file in the temp folder and writes ``key_file.json`` and ``logs/``
 into its working directory, so each run folder gets its own ``TMPDIR``/``TEMP`` (``tmp/``,
 also the JVM's ``java.io.tmpdir`` where archives are unpacked) and is the working directory:
-several servers (``make serve`` and the tests) can run side by side.
+several servers (``make serve`` and the tests) can run side by side. :func:`free_port_config`
+writes a copy of a config with every port moved to a free one, for a server that must not
+clash with another on the same machine (the speed benchmark).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -138,6 +141,29 @@ def wait_ready(server: Server, model: str = MODEL, timeout_s: float = 180.0) -> 
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{model} not READY after {timeout_s:.0f} s (last answer: {last}):\n{log_tail(server.run_dir)}")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_config(path: Path, source: Path = DEFAULT_CONFIG) -> Path:
+    """Write ``source`` to ``path`` with each listening port (the ``*_port`` keys and the port
+    of each ``*_address`` URL) replaced by a port free on 127.0.0.1 right now; every other
+    line as it is. Returns ``path``."""
+    lines = []
+    for line in Path(source).read_text().splitlines():
+        key, _, value = line.partition("=")
+        url, _, port = value.rpartition(":")
+        if not key.startswith("#") and key.endswith("_port"):
+            line = f"{key}={_free_port()}"
+        elif not key.startswith("#") and key.endswith("_address") and "://" in url and port.isdigit():
+            line = f"{key}={url}:{_free_port()}"
+        lines.append(line)
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)
 
 
 def start(

@@ -6,13 +6,17 @@ exit (terminate, wait, kill the group on timeout), also when the test body fails
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,19 +128,28 @@ def postgres_server(database: str = "mlflow", user: str = "arcscan", password: s
 
 
 @contextmanager
-def mlflow_server(backend_uri: str, artifacts_dir: Path, timeout_s: float = 90.0) -> Iterator[str]:
-    """``mlflow server`` (``registry.tracking_server_command``) on a free 127.0.0.1 port;
-    yields ``http://127.0.0.1:PORT`` once ``/health`` answers."""
+def mlflow_server(
+    backend_uri: str,
+    artifacts_dir: Path,
+    timeout_s: float = 90.0,
+    port: int | None = None,
+    auth_config: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """``mlflow server`` (``registry.tracking_server_command``) on 127.0.0.1 (a free port
+    unless ``port`` is given: a restart on the same address); with ``auth_config`` (an ini
+    from ``registry.write_auth_config``) the basic-auth app, the secrets in ``env``. Yields
+    ``http://127.0.0.1:PORT`` once ``/health`` answers."""
     from arcscan.registry import tracking_server_command, tracking_server_env
 
-    port = free_port()
+    port = port or free_port()
     artifacts_dir = Path(artifacts_dir)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     log = artifacts_dir.parent / f"mlflow-server-{port}.log"
-    env = tracking_server_env()
-    with open(log, "wb") as out:
+    env = tracking_server_env({**os.environ, **(env or {})}, auth_config)
+    with open(log, "ab") as out:
         process = subprocess.Popen(
-            tracking_server_command(backend_uri, artifacts_dir, HOST, port),
+            tracking_server_command(backend_uri, artifacts_dir, HOST, port, auth=auth_config is not None),
             cwd=artifacts_dir.parent, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://{HOST}:{port}"
@@ -157,3 +170,80 @@ def mlflow_server(backend_uri: str, artifacts_dir: Path, timeout_s: float = 90.0
         yield url
     finally:
         _stop(process)
+
+
+class CrashProxy:
+    """An HTTP proxy on 127.0.0.1 in front of ``upstream`` that SIGKILLs a client process at
+    its ``at``-th request since :meth:`arm`: before forwarding it (the server never sees it) or,
+    with ``after_answer``, once the server has answered (the server did it, the client never
+    learns). Everything else is passed through unchanged."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.victim: int | None = None
+        self.at = 0
+        self.after_answer = False
+        self.count = 0
+        self.killed_at: str | None = None  # "METHOD path" of the request the client died at
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                with proxy._lock:
+                    proxy.count += 1
+                    crash = proxy.victim is not None and proxy.count == proxy.at
+                if crash and not proxy.after_answer:
+                    proxy._kill(f"{self.command} {self.path}")
+                    self.close_connection = True
+                    return
+                connection = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                connection.request(self.command, self.path, body=body, headers=headers)
+                answer = connection.getresponse()
+                payload = answer.read()
+                connection.close()
+                if crash:
+                    proxy._kill(f"{self.command} {self.path} (answered {answer.status})")
+                    self.close_connection = True
+                    return
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
+
+        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self._server.server_address[1]}"
+
+    def arm(self, victim: int, at: int, after_answer: bool = False) -> None:
+        """Kill process ``victim`` at its ``at``-th request from now on."""
+        with self._lock:
+            self.victim, self.at, self.after_answer, self.count, self.killed_at = victim, at, after_answer, 0, None
+
+    def _kill(self, request: str) -> None:
+        self.killed_at = request
+        os.kill(self.victim, signal.SIGKILL)
+
+    def __enter__(self) -> "CrashProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -79,4 +79,5 @@ def main(checkpoint: Path, test_patches: Path, test_frames: Path, reports: Path)
 
 
 if __name__ == "__main__":
-    main(*(Path(arg) for arg in sys.argv[1:5]))
+    with registry.failures_reported("evaluate"):
+        main(*(Path(arg) for arg in sys.argv[1:5]))

@@ -39,4 +39,5 @@ def main(models: Path, metrics_path: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    with registry.failures_reported("register"):
+        main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

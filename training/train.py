@@ -60,4 +60,5 @@ def main(train_path: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    with registry.failures_reported("train"):
+        main(Path(sys.argv[1]), Path(sys.argv[2]))
