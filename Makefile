@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 5000
 
-.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench bench-speed bench-quality mlflow-server starter-data lock clean
+.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench bench-speed bench-quality loadtest mlflow-server starter-data lock clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,11 +60,14 @@ test-k8s: $(STAMP) tools  ## only the offline deployment checks (images, manifes
 
 bench: bench-speed bench-quality  ## both benchmarks
 
-bench-speed: $(STAMP)  ## stride-1 reference vs fast path, CRF, TorchServe end to end (needs make mar) -> reports/bench_speed.json
+bench-speed: $(STAMP)  ## reference vs fast path, CRF, training time/memory, TorchServe end to end and memory, imagers per server (needs make mar and patches/) -> reports/bench_speed.json
 	$(BIN)/python benchmarks/speed.py
 
 bench-quality: train  ## PN vs nnPU vs PNU vs supervised vs no learning, with/without CRF, 3 seeds (~40 min) -> reports/bench_quality.*
 	$(BIN)/python benchmarks/quality.py
+
+loadtest: train promote mar  ## 20 imagers at real cadence, 2x and 4x through the stream client and TorchServe, exactly once (~3 min) -> reports/loadtest.json
+	$(BIN)/python benchmarks/loadtest.py
 
 mlflow-server: $(STAMP)  ## a real MLflow tracking server on 127.0.0.1:$(PORT) (BACKEND=postgresql+psycopg2://... to use PostgreSQL; AUTH=1 for basic auth)
 	$(BIN)/arcscan mlflow-server --port $(PORT) $(if $(BACKEND),--backend-store-uri '$(BACKEND)') $(if $(AUTH),--auth)

@@ -6,8 +6,9 @@ frame has the full set, later frames only what changed, so a frame's metadata is
 union. Pixels are 16-bit big-endian (``maxval 65535``).
 
 Everything that decodes untrusted bytes goes through :func:`decode_frames`, which enforces
-:class:`Limits` *before* allocating (body size, decompressed size, dimensions, frame count)
-and raises :class:`~arcscan.errors.InputError` subclasses naming the input and the problem.
+:class:`Limits` *before* allocating (body size, decompressed size, dimensions, frame count,
+metadata entries), checks PNG and ``.npy`` headers before their parsers trust them, and
+raises :class:`~arcscan.errors.InputError` subclasses naming the input and the problem.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import struct
+import tokenize
+import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,8 +31,17 @@ from arcscan.errors import InputError, InputTooLarge, UnsupportedFormat
 
 TIMESTAMP_KEY = "Image request start"
 _TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-_META_LINE = re.compile(rb'^#"([^"]*)"\s*(.*?)\s*$')
-_WHITESPACE = b" \t\r\n"
+_META_LINE = re.compile(rb'^#"([^"]*)"(.*)$')  # value stripped after: no backtracking on long lines
+_WHITESPACE = re.compile(rb"[ \t\r\n]*")
+_HEADER_TOKEN = re.compile(rb"[^ \t\r\n]{1,11}")
+_MAX_DIGITS = 10
+# Unicode categories dropped from client-given names: controls, format (bidi overrides), surrogates,
+# private use, unassigned, line and paragraph separators.
+_HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+# What numpy's .npy header parser (ast.literal_eval, a tokenize pass, np.dtype) raises on a malformed header.
+_NPY_HEADER_ERRORS = (ValueError, TypeError, SyntaxError, OverflowError, tokenize.TokenError)
+_PNG_PLANES = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel (grey, RGB, grey+alpha, RGBA)
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))  # x0, y0, dx, dy
 _NPY_HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -43,6 +56,7 @@ class Limits:
     max_decompressed_bytes: int = 8 * 2**20
     max_frames: int = 20
     max_side: int = 1024
+    max_metadata: int = 256  # distinct stream0 metadata keys (a THEMIS header has about 30)
 
 
 @dataclass(frozen=True)
@@ -71,7 +85,7 @@ class Frame:
         try:
             moment = datetime.strptime(text.removesuffix("UTC").strip(), _TIMESTAMP_FORMAT)
         except ValueError as err:
-            raise InputError(f"{self.source} frame {self.index}: unreadable timestamp {text[:40]!r}") from err
+            raise InputError(f"{self.source}: frame {self.index}: unreadable timestamp {text[:40]!r}") from err
         return moment.replace(tzinfo=timezone.utc)
 
     @property
@@ -82,12 +96,21 @@ class Frame:
         try:
             return float(value)
         except ValueError as err:
-            raise InputError(f"{self.source} frame {self.index}: unreadable CCD background {value[:40]!r}") from err
+            raise InputError(f"{self.source}: frame {self.index}: unreadable CCD background {value[:40]!r}") from err
 
 
 def format_timestamp(moment: datetime) -> str:
     """The stream0 spelling of a UTC time, e.g. ``2014-03-10 06:00:00.063119 UTC``."""
     return moment.astimezone(timezone.utc).strftime(_TIMESTAMP_FORMAT) + " UTC"
+
+
+def input_name(value: str, limit: int = 200) -> str:
+    """A client-given file name made safe to show in messages: its last path component,
+    without control, format or line-separator characters, at most ``limit`` characters;
+    empty when nothing (or only ``.``/``..``) is left."""
+    name = value.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in _HIDDEN_CATEGORIES)[:limit].strip()
+    return "" if name in (".", "..") else name
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,10 +165,16 @@ def _gunzip(data: bytes, name: str, limits: Limits) -> bytes:
     return out
 
 
+def _check_size(where: str, width: int, height: int, limits: Limits) -> None:
+    """Refuse an image with no pixels (400) or a side over ``limits.max_side`` (413)."""
+    if width <= 0 or height <= 0:
+        raise InputError(f"{where}: {width}x{height} pixels, an image needs at least one pixel per side")
+    if width > limits.max_side or height > limits.max_side:
+        raise InputTooLarge(f"{where}: {width}x{height} pixels is over the limit of {limits.max_side} per side")
+
+
 def _skip_whitespace(data: bytes, pos: int) -> int:
-    while pos < len(data) and data[pos] in _WHITESPACE:
-        pos += 1
-    return pos
+    return _WHITESPACE.match(data, pos).end()
 
 
 def _parse_pgm(data: bytes, name: str, limits: Limits) -> list[Frame]:
@@ -169,27 +198,23 @@ def _parse_pgm(data: bytes, name: str, limits: Limits) -> list[Frame]:
                 end = len(data) if end < 0 else end
                 match = _META_LINE.match(data[pos:end])
                 if match:
-                    key, value = (part.decode("latin-1") for part in match.groups())
+                    key, value = match.group(1).decode("latin-1"), match.group(2).strip().decode("latin-1")
                     metadata[key] = value
+                    if len(metadata) > limits.max_metadata:
+                        raise InputTooLarge(f"{where}: more than {limits.max_metadata} metadata entries (limit)")
                 pos = end + 1
                 continue
-            end = pos
-            while end < len(data) and data[end] not in _WHITESPACE and end - pos <= 10:
-                end += 1
-            token = data[pos:end]
-            if not token.isdigit():
-                raise InputError(f"{where}: bad header field {token[:20]!r}, expected a number")
+            token = _HEADER_TOKEN.match(data, pos).group()
+            if not token.isdigit() or len(token) > _MAX_DIGITS:
+                raise InputError(f"{where}: bad header field {token!r}, expected a number of at most {_MAX_DIGITS} digits")
             numbers.append(int(token))
-            pos = end
+            pos += len(token)
         width, height, maxval = numbers
-        if not (0 < width <= limits.max_side and 0 < height <= limits.max_side):
-            raise InputTooLarge(
-                f"{where}: {width}x{height} pixels is outside 1..{limits.max_side} per side"
-            )
+        _check_size(where, width, height, limits)
+        if not 0 < maxval <= 65535:
+            raise InputError(f"{where}: maxval {maxval} is outside 1..65535")
         if maxval < 256:
             raise UnsupportedFormat(f"{where}: 8-bit PGM (maxval {maxval}), expected 16-bit (maxval 65535)")
-        if maxval > 65535:
-            raise InputError(f"{where}: maxval {maxval} is over 65535")
         pos += 1  # the single whitespace byte that ends the header
         nbytes = width * height * 2
         if pos + nbytes > len(data):
@@ -208,15 +233,11 @@ def _read_png(data: bytes, name: str, limits: Limits) -> Frame:
     """A 16-bit PNG: greyscale, or colour with one non-zero or identical channels (OATH stores
     THEMIS frames in the green channel of an RGB PNG)."""
     try:
-        reader = png.Reader(bytes=data)
-        width, height, rows, info = reader.read()
-        if not (0 < width <= limits.max_side and 0 < height <= limits.max_side):
-            raise InputTooLarge(f"{name}: {width}x{height} pixels is outside 1..{limits.max_side} per side")
-        if info["bitdepth"] != 16:
-            raise UnsupportedFormat(f"{name}: {info['bitdepth']}-bit PNG, expected 16-bit")
+        _check_png(data, name, limits)
+        width, height, rows, info = png.Reader(bytes=data).read()
         planes = info["planes"]
         pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
-    except png.Error as err:
+    except (png.Error, zlib.error) as err:
         raise InputError(f"{name}: corrupt PNG ({err})") from err
     colour = pixels.reshape(height, width, planes)[..., : planes - int(info["alpha"])]
     if colour.shape[-1] == 1:
@@ -234,6 +255,45 @@ def _read_png(data: bytes, name: str, limits: Limits) -> Frame:
     return Frame(np.ascontiguousarray(image), {}, name, 0)
 
 
+def _check_png(data: bytes, name: str, limits: Limits) -> None:
+    """Check a PNG's layout before pypng decodes it: pypng trusts it (misplaced or short chunks
+    fail with AttributeError or IndexError) and inflates the image data with no bound.
+
+    The first chunk must be a 16-bit IHDR within ``limits``, the only one; the image data
+    (IDAT chunks) must inflate to exactly the size the header declares, and is inflated
+    no further than that.
+    """
+    chunks = png.Reader(bytes=data).chunks()
+    kind, header = next(chunks)
+    if kind != b"IHDR" or len(header) != 13:
+        raise InputError(f"{name}: corrupt PNG (first chunk {kind!r} of {len(header)} bytes, expected IHDR)")
+    width, height, bitdepth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", header)
+    _check_size(name, width, height, limits)
+    if bitdepth != 16:
+        raise UnsupportedFormat(f"{name}: {bitdepth}-bit PNG, expected 16-bit")
+    if colour not in _PNG_PLANES or compression or filtering or interlace > 1:
+        raise InputError(
+            f"{name}: corrupt PNG (colour type {colour}, compression {compression}, filter {filtering}, interlace {interlace})"
+        )
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    pixel_bytes = 2 * _PNG_PLANES[colour]
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if columns > 0 and rows > 0:
+            expected += rows * (1 + columns * pixel_bytes)  # a filter-type byte starts each row
+    inflate, size = zlib.decompressobj(), 0
+    for kind, chunk in chunks:
+        if kind == b"IHDR":
+            raise InputError(f"{name}: corrupt PNG (a second IHDR chunk)")
+        if kind == b"IDAT":
+            size += len(inflate.decompress(chunk, expected - size + 1))
+            if size > expected:
+                raise InputError(f"{name}: corrupt PNG (image data inflates to more than the {expected} bytes its header declares)")
+    if size != expected:
+        raise InputError(f"{name}: corrupt PNG (image data inflates to {size} bytes, its header declares {expected})")
+
+
 def _read_npy(data: bytes, name: str, limits: Limits) -> list[Frame]:
     """A ``.npy`` array of counts, (H, W) or (N, H, W); integer or float, finite, 0..65535."""
     stream = io.BytesIO(data)
@@ -242,8 +302,8 @@ def _read_npy(data: bytes, name: str, limits: Limits) -> list[Frame]:
         read_header = _NPY_HEADER_READERS.get(version)
         if read_header is None:
             raise UnsupportedFormat(f"{name}: .npy format version {version} is not supported")
-        shape, _, dtype = read_header(stream)  # the header only: bounds are checked before loading
-    except ValueError as err:
+        shape, fortran_order, dtype = read_header(stream)  # the header only: bounds are checked before reading
+    except _NPY_HEADER_ERRORS as err:
         raise InputError(f"{name}: corrupt .npy header ({err})") from err
     if dtype.hasobject or dtype.kind not in "uif":
         raise UnsupportedFormat(f"{name}: .npy dtype {dtype} is not a numeric image type")
@@ -253,20 +313,21 @@ def _read_npy(data: bytes, name: str, limits: Limits) -> list[Frame]:
         raise InputError(f"{name}: .npy shape {shape}, expected (H, W) or (N, H, W)")
     height, width = shape[-2:]
     count = shape[0] if len(shape) == 3 else 1
-    if not (0 < width <= limits.max_side and 0 < height <= limits.max_side):
-        raise InputTooLarge(f"{name}: {width}x{height} pixels is outside 1..{limits.max_side} per side")
+    _check_size(name, width, height, limits)
     if count > limits.max_frames:
         raise InputTooLarge(f"{name}: {count} frames, more than {limits.max_frames} (limit)")
-    if count == 0:
+    if count <= 0:
         raise InputError(f"{name}: no frames")
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as err:
-        raise InputError(f"{name}: truncated or corrupt .npy data ({err})") from err
+    values = count * height * width
+    offset = stream.tell()
+    if len(data) - offset < values * dtype.itemsize:
+        raise InputError(f"{name}: truncated .npy data ({len(data) - offset} of {values * dtype.itemsize} bytes)")
+    array = np.frombuffer(data, dtype, values, offset).reshape(shape, order="F" if fortran_order else "C")
     if not np.isfinite(array).all():
         raise InputError(f"{name}: array holds NaN or infinite values")
-    if array.min() < 0 or array.max() > 65535:
-        raise InputError(f"{name}: values outside 0..65535 (got {array.min()}..{array.max()})")
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 65535:
+        raise InputError(f"{name}: values outside 0..65535 (got {low:g}..{high:g})")
     stack = np.rint(array).astype(np.uint16).reshape(count, height, width)
     return [Frame(image, {}, name, i) for i, image in enumerate(stack)]
 

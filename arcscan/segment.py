@@ -191,7 +191,7 @@ class Segmenter:
         expected = tuple(self.preprocess.frame_shape)
         if frame.image.shape != expected:
             raise InputError(
-                f"{frame.source or 'input'} frame {frame.index}: expected {expected[1]}x{expected[0]} pixels, "
+                f"{frame.source or 'input'}: frame {frame.index}: expected {expected[1]}x{expected[0]} pixels, "
                 f"got {frame.image.shape[1]}x{frame.image.shape[0]}"
             )
         frame.timestamp, frame.ccd_background  # noqa: B018 -- parse now: raises InputError

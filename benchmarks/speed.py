@@ -262,20 +262,14 @@ def serving_benchmark(archive: Path, frames: list[Frame], concurrencies: tuple[i
     per closed-loop run at each concurrency, ``seconds`` of open loop at ``rate``, then memory."""
     sustained = int(rate * seconds)
     bodies = [encode_stream0([frames[i % len(frames)]]) for i in range(max(count, sustained))]
-    with tempfile.TemporaryDirectory(prefix="arcscan-bench-serve-") as folder:
-        config = serve.free_port_config(Path(folder) / "config.properties")
-        run_dir = Path(folder) / "run"
-        server = serve.start(archive.parent, config, run_dir, models=(f"{serve.MODEL}={archive.name}",))
-        try:
-            end_to_end(bodies[:4], 2, server)  # warm-up
-            closed_loop = [end_to_end(bodies[:count], c, server) for c in concurrencies]
-            return {
-                "end_to_end": closed_loop,
-                "open_loop": open_loop(bodies[:sustained], rate, server),
-                "serving_memory": serving_memory(server),
-            }
-        finally:
-            serve.stop(run_dir)
+    with serve.temporary(archive) as server:
+        end_to_end(bodies[:4], 2, server)  # warm-up
+        closed_loop = [end_to_end(bodies[:count], c, server) for c in concurrencies]
+        return {
+            "end_to_end": closed_loop,
+            "open_loop": open_loop(bodies[:sustained], rate, server),
+            "serving_memory": serving_memory(server),
+        }
 
 
 def summarise(library: dict, stride: int, training: dict | None, serving: dict | None) -> dict:

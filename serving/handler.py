@@ -21,7 +21,6 @@ import base64
 import json
 import logging
 import os
-import unicodedata
 from http import HTTPStatus
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from ts.torch_handler.base_handler import BaseHandler
 import arcscan
 from arcscan.config import load_params
 from arcscan.errors import InputError, UnsupportedFormat
-from arcscan.frames import Frame, Limits, decode_frames
+from arcscan.frames import Frame, Limits, decode_frames, input_name
 from arcscan.model import load_checkpoint
 from arcscan.render import mask_png
 from arcscan.segment import Segmentation, Segmenter
@@ -140,7 +139,7 @@ class ArcscanHandler(BaseHandler):
         headers = self.context.get_all_request_header(idx) if self.context is not None else {}
         for key, value in (headers or {}).items():
             if key.lower() == FILENAME_HEADER and isinstance(value, str):
-                return _clean_name(value)
+                return input_name(_header_text(value)) or DEFAULT_NAME
         return DEFAULT_NAME
 
     def _record(self, results: list[Segmentation], idx: int) -> None:
@@ -157,28 +156,32 @@ class ArcscanHandler(BaseHandler):
 
 
 def _payload(row: dict, source: str) -> bytes:
-    """The uploaded file's bytes: the raw body (``body``/``data``) or the one multipart field."""
-    value = row.get("data", row.get("body")) if isinstance(row, dict) else row
-    if value is None and isinstance(row, dict) and row:
-        if len(row) > 1:
-            raise InputError(f"{source}: multipart upload with fields {sorted(row)}; send the file as field 'data'")
-        value = next(iter(row.values()))
-    if value is None:
-        return b""
+    """The uploaded file's bytes: the raw body (``body``), the form field ``data`` or the one
+    form field there is (TorchServe turns each multipart or url-encoded field into a key)."""
+    if not row:
+        raise InputError(f"{source}: no file in the request (a form without fields); send the file's bytes as the body")
+    if "data" in row or "body" in row:
+        value = row.get("data", row.get("body"))
+    elif len(row) == 1:
+        (value,) = row.values()
+    else:
+        raise InputError(f"{source}: form upload with fields {sorted(row)}; send the file as field 'data'")
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if isinstance(value, str):  # TorchServe decoded a text/* body; UTF-8 gives the bytes back
         return value.encode("utf-8")
-    raise UnsupportedFormat(
+    raise UnsupportedFormat(  # TorchServe decoded an application/json body (an object, list, number or null)
         f"{source}: got a JSON body; send the file's bytes (Content-Type: application/octet-stream)"
     )
 
 
-def _clean_name(value: str, limit: int = 200) -> str:
-    """The last path component of a client-given file name, printable characters only."""
-    name = value.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")[:limit].strip()
-    return name or DEFAULT_NAME
+def _header_text(value: str) -> str:
+    """A header value as the client wrote it: the frontend reads header bytes as ISO-8859-1,
+    so a UTF-8 name arrives as mojibake (``näme`` as ``nÃ¤me``); undone where it decodes."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 def _frame_json(frame: Frame, result: Segmentation) -> dict:

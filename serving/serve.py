@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -250,12 +251,29 @@ def _group_alive(group: int) -> bool:
 
 
 @contextmanager
-def running(model_store: Path, config: Path, run_dir: Path, timeout_s: float = 180.0) -> Iterator[Server]:
+def running(
+    model_store: Path,
+    config: Path,
+    run_dir: Path,
+    timeout_s: float = 180.0,
+    models: tuple[str, ...] = (f"{MODEL}={MODEL}.mar",),
+) -> Iterator[Server]:
     """A TorchServe that is stopped on exit, also when the body fails."""
     try:
-        yield start(model_store, config, run_dir, timeout_s=timeout_s)
+        yield start(model_store, config, run_dir, models, timeout_s)
     finally:
         stop(run_dir)
+
+
+@contextmanager
+def temporary(archive: Path, config: Path = DEFAULT_CONFIG, timeout_s: float = 180.0) -> Iterator[Server]:
+    """TorchServe serving ``archive`` with ``config``'s settings but on free 127.0.0.1 ports,
+    in a temporary run folder (benchmarks, load tests); stopped on exit."""
+    archive = Path(archive).resolve()
+    with tempfile.TemporaryDirectory(prefix="arcscan-serve-") as folder:
+        ports = free_port_config(Path(folder) / "config.properties", config)
+        with running(archive.parent, ports, Path(folder) / "run", timeout_s, (f"{MODEL}={archive.name}",)) as server:
+            yield server
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -247,3 +248,23 @@ class CrashProxy:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def random_model_archive(folder: Path, version: str) -> Path:
+    """A TorchServe archive of a randomly initialised (seed 0) arcscan model with the
+    repository's params.yaml, built by ``serving/build_mar.py`` in ``folder``/model-store."""
+    import torch
+
+    from arcscan.model import ModelConfig, build_model, save_checkpoint
+
+    root = Path(__file__).resolve().parents[1]
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(Path(folder) / "random.pt", build_model(ModelConfig()), ModelConfig())
+    store = Path(folder) / "model-store"
+    built = subprocess.run(
+        [sys.executable, str(root / "serving" / "build_mar.py"), "--checkpoint", str(checkpoint),
+         "--params", str(root / "params.yaml"), "--version", version, "--output", str(store)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    return store / "arcscan.mar"

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from arcscan.config import build, load_params
-from arcscan.model import ModelConfig, build_model, save_checkpoint
 from arcscan.patches import NEGATIVE, POSITIVE, unlabeled_set
 from arcscan.preprocess import PreprocessConfig
 from arcscan.synth import write_minute
+from servers import random_model_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -35,24 +34,17 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     """A random model, its archive, one held-out synthetic minute and 192 training patches
     (32 of them labelled: the labels need not be right to time training)."""
     root = tmp_path_factory.mktemp("bench-speed")
-    torch.manual_seed(0)
-    checkpoint = save_checkpoint(root / "model.pt", build_model(ModelConfig()), ModelConfig())
+    archive = random_model_archive(root, "bench-1")
+    checkpoint = root / "random.pt"
     frames_path, _ = write_minute(root / "data", seed=3, start=datetime(2030, 1, 1, 6, tzinfo=timezone.utc), n_frames=4)
     params = load_params(ROOT / "params.yaml")
     patches = unlabeled_set([frames_path], 192, np.random.default_rng(0), build(PreprocessConfig, params["preprocess"]), params["patches"]["size"])
     patches.labels[:16], patches.labels[16:32] = POSITIVE, NEGATIVE
-    store = root / "model-store"
-    built = subprocess.run(
-        [sys.executable, str(ROOT / "serving" / "build_mar.py"), "--checkpoint", str(checkpoint),
-         "--params", str(ROOT / "params.yaml"), "--version", "bench-1", "--output", str(store)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     return {
         "--checkpoint": checkpoint,
         "--data": frames_path.parent,
         "--patches": patches.save(root / "train.npz"),
-        "--archive": store / "arcscan.mar",
+        "--archive": archive,
     }
 
 

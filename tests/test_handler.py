@@ -1,20 +1,32 @@
-"""The TorchServe handler without Java: the real ``ts`` Context, request decoding and metrics
+"""The TorchServe handler without Java: the real ``ts`` Context, message decoding and metrics
 cache of a TorchServe worker, a random-weight checkpoint and small synthetic frames.
 
-Every accepted format answers the documented JSON; every bad input answers its 4xx status
-with ``{"error": message}`` and the same handler serves the next request.
+Requests reach the handler as a worker gets them: the frontend's part (form fields to
+parameters, header bytes read as ISO-8859-1) is mimicked, the rest is TorchServe's own code
+(``otf_message_handler.retrieve_msg`` decodes JSON and text bodies, ``Service`` builds the batch).
+Every accepted format answers the documented JSON; every case of the hostile corpus
+(``tests/hostile.py``) answers its 4xx status with ``{"error": message}`` naming the input,
+in bounded time and memory, touching no file the client names, and the same handler serves
+the next request; random and mutated bodies never raise.
 """
 
 from __future__ import annotations
 
 import base64
+import email
 import gzip
 import io
 import json
 import logging
+import struct
 import sys
-from datetime import datetime, timedelta, timezone
+import time
+import tracemalloc
+from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import Iterator
+from urllib.parse import parse_qsl
 
 import numpy as np
 import png
@@ -22,58 +34,28 @@ import pytest
 import torch
 import ts
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ts.context import Context
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+from ts.protocol.otf_message_handler import retrieve_msg
 from ts.service import Service
+from urllib3 import encode_multipart_formdata
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from arcscan.config import load_params  # noqa: E402
-from arcscan.frames import Frame, Limits, encode_stream0, format_timestamp  # noqa: E402
+from arcscan.frames import Frame, encode_stream0  # noqa: E402
 from arcscan.model import ModelConfig, build_model, load_checkpoint, save_checkpoint  # noqa: E402
 from arcscan.segment import Segmenter  # noqa: E402
 from serving.handler import ArcscanHandler  # noqa: E402
+from hostile import CASES, MIB, Case, minute, npy, png16, valid_bodies  # noqa: E402
 
 MODEL_INFO = {"name": "arcscan-arc", "version": "test-1"}
-START = datetime(2014, 3, 10, 6, 0, 0, 63119, tzinfo=timezone.utc)
 FRAME_KEYS = {"index", "timestamp", "site", "imager", "mask_png", "arc_fraction", "objects", "scan_ms", "crf_ms"}
 OBJECT_KEYS = {"area", "length", "mean_width", "orientation_deg", "centroid_x", "centroid_y", "mean_intensity"}
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def minute(n: int = 2, shape: tuple[int, int] = (256, 256), seed: int = 0, **metadata: str) -> list[Frame]:
-    """``n`` frames of noise over a bright disc, with stream0 metadata, 3 s apart."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.ogrid[: shape[0], : shape[1]]
-    disc = ((rows - shape[0] / 2) ** 2 + (cols - shape[1] / 2) ** 2) < (0.45 * min(shape)) ** 2
-    frames = []
-    for i in range(n):
-        image = (3300 + disc * 4000 + rng.normal(0, 200, shape)).clip(0, 65535).astype(np.uint16)
-        meta = {
-            "Site unique ID": "gill",
-            "Imager unique ID": "themis19",
-            "Image request start": format_timestamp(START + timedelta(seconds=3 * i)),
-            "Ccd background": "3300",
-            **metadata,
-        }
-        frames.append(Frame(image, meta, "synthetic", i))
-    return frames
-
-
-def png16(image: np.ndarray, bitdepth: int = 16) -> bytes:
-    buffer = io.BytesIO()
-    png.Writer(image.shape[1], image.shape[0], greyscale=True, bitdepth=bitdepth).write(buffer, image.tolist())
-    return buffer.getvalue()
-
-
-def npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
 
 
 # ----------------------------------------------------------------------------- handler
@@ -110,24 +92,55 @@ def served(model_dir):
     return handler, context
 
 
-def request(body, filename: str | None = None, content_type: str = "application/octet-stream", **headers: str) -> dict:
-    """One request as the frontend sends it to a worker (``Service.retrieve_data_for_inference``)."""
+def request(body: bytes, filename: str | bytes | None = None, content_type: str = "application/octet-stream", **headers: str | bytes) -> dict:
+    """One HTTP request as TorchServe's frontend passes it on: header values as it reads them
+    (bytes as ISO-8859-1; a ``str`` is sent UTF-8 encoded, as clients do) and the body as
+    parameters: one per form field (a file keeps its Content-Type, other fields have none),
+    else ``body`` with the body's MIME type."""
     if filename is not None:
         headers["X-Filename"] = filename
-    return {"body": body, "content_type": content_type, "headers": headers}
+    raw = {name: value.encode() if isinstance(value, str) else value for name, value in headers.items()}
+    mime = content_type.split(";")[0].strip()
+    if mime == "multipart/form-data":
+        form = email.message_from_bytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+        parts = form.get_payload() if form.is_multipart() else []
+        parameters = [
+            (part.get_param("name", header="content-disposition"), part.get_content_type() if part.get_filename() else "", part.get_payload(decode=True))
+            for part in parts
+        ]
+    elif mime == "application/x-www-form-urlencoded":
+        parameters = [(name, "", value.encode()) for name, value in parse_qsl(body.decode(), keep_blank_values=True)]
+    else:
+        parameters = [("body", mime, body)]
+    return {"headers": {name: value.decode("latin-1") for name, value in raw.items()}, "parameters": parameters}
+
+
+def _field(value: bytes) -> bytes:
+    return struct.pack("!i", len(value)) + value
+
+
+def worker_message(requests: tuple[dict, ...]) -> bytes:
+    """The frontend's inference message to a worker, as its ``ModelRequestEncoder`` writes it."""
+    end = struct.pack("!i", -1)
+    message = bytearray(b"I")
+    for i, r in enumerate(requests):
+        message += _field(f"request-{i}".encode())
+        message += b"".join(_field(k.encode()) + _field(v.encode()) for k, v in r["headers"].items()) + end
+        message += b"".join(_field(name.encode()) + _field(kind.encode()) + _field(value) for name, kind, value in r["parameters"]) + end
+    return bytes(message + end)
+
+
+class _Socket(io.BytesIO):
+    """A worker's frontend socket that has just received one message."""
+
+    recv = io.BytesIO.read
 
 
 def call(served, *requests: dict) -> list[tuple[int, dict]]:
-    """Run a batch through ``handle`` like ``Service.predict``; (status, JSON answer) each."""
+    """Run a batch through ``handle`` like a worker does (``retrieve_msg``, ``Service.predict``);
+    (status, JSON answer) each."""
     handler, context = served
-    batch = [
-        {
-            "requestId": f"request-{i}".encode(),
-            "parameters": [{"name": "body", "contentType": r["content_type"], "value": r["body"]}],
-            "headers": [{"name": k.encode(), "value": v.encode()} for k, v in r["headers"].items()],
-        }
-        for i, r in enumerate(requests)
-    ]
+    _, batch = retrieve_msg(_Socket(worker_message(requests)))
     processors, inputs, ids = Service.retrieve_data_for_inference(batch)
     context.request_ids, context.request_processor, context.metrics.request_ids = ids, processors, ids
     answers = handler.handle(inputs, context)
@@ -215,51 +228,105 @@ def test_without_filename_header_the_source_is_upload_and_names_are_cleaned(serv
 
 
 def test_header_names_are_case_insensitive(served):
-    [(_, answer)] = call(served, {"body": png16(minute(1)[0].image), "content_type": "application/octet-stream", "headers": {"x-filename": "lower.png"}})
+    [(_, answer)] = call(served, request(png16(minute(1)[0].image), **{"x-filename": "lower.png"}))
     assert answer["source"] == "lower.png"
 
 
-# ----------------------------------------------------------------------------- bad inputs
+def test_multipart_and_form_uploads_of_the_file(served):
+    frame = minute(1, seed=8)[0]
+    files = {"data": ("f.png", png16(frame.image), "image/png")}
+    for fields in (files, {**files, "comment": "aurora"}, {"file": files["data"]}):
+        body, content_type = encode_multipart_formdata(fields)
+        [(status, answer)] = call(served, request(body, "form.png", content_type))
+        assert status == 200, answer
+        check_answer(answer, "form.png", [frame], with_metadata=False)
 
 
-def _too_big() -> bytes:
-    return b"\x1f\x8b" + bytes(Limits().max_bytes - 1)
+# ----------------------------------------------------------------------------- hostile inputs
 
 
-BAD = {
-    "truncated gzip": (lambda: gzip.compress(encode_stream0(minute(2)))[:5000], 400, "truncated gzip"),
-    "corrupt gzip": (lambda: b"\x1f\x8b\x08\x00" + bytes(range(200)), 400, "gzip"),
-    "not an image": (lambda: b"GIF89a" + bytes(100), 415, "not a recognised frame format"),
-    "text body": (lambda: "hello, world", 415, "not a recognised frame format"),
-    "JSON body": (lambda: {"image": [1, 2, 3]}, 415, "JSON body"),
-    "empty body": (lambda: b"", 400, "empty input"),
-    "body over the size limit": (_too_big, 413, "exceeds the limit"),
-    "wrong size stream0": (lambda: encode_stream0(minute(1, shape=(128, 256))), 400, "expected 256x256 pixels, got 256x128"),
-    "wrong size in a later frame": (lambda: encode_stream0(minute(1) + [Frame(minute(1, shape=(200, 200))[0].image, {}, "", 1)]), 400, "frame 1: expected 256x256 pixels, got 200x200"),
-    "wrong size png": (lambda: png16(np.zeros((64, 64), np.uint16)), 400, "expected 256x256"),
-    "8-bit png": (lambda: png16(np.zeros((256, 256), np.uint8), bitdepth=8), 415, "8-bit PNG"),
-    "8-bit pgm": (lambda: b"P5\n256 256\n255\n" + bytes(256 * 256), 415, "8-bit PGM"),
-    "8-bit npy": (lambda: npy(np.zeros((256, 256), np.uint8)), 415, "8-bit"),
-    "NaN in array": (lambda: npy(np.full((256, 256), np.nan, np.float32)), 400, "NaN"),
-    "negative counts": (lambda: npy(np.full((256, 256), -1.0)), 400, "outside 0..65535"),
-    "truncated npy": (lambda: npy(np.zeros((256, 256), np.uint16))[:1000], 400, ".npy"),
-    "truncated pgm pixels": (lambda: encode_stream0(minute(1))[:-10], 400, "truncated pixel data"),
-    "too many frames": (lambda: encode_stream0(minute(21, shape=(16, 16))), 413, "more than 20 frames"),
-    "bad timestamp metadata": (lambda: encode_stream0(minute(1, **{"Image request start": "yesterday"})), 400, "unreadable timestamp"),
-    "bad ccd background": (lambda: encode_stream0(minute(1, **{"Ccd background": "dark"})), 400, "unreadable CCD background"),
-}
+_AUDITED: list[list[tuple[str, tuple]]] = []
 
 
-@pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_answers_4xx_with_a_message_and_the_next_request_succeeds(served, case):
-    make, status, fragment = BAD[case]
-    body = make()
-    content_type = "application/json" if isinstance(body, dict) else "text/plain" if isinstance(body, str) else "application/octet-stream"
-    [(code, answer)] = call(served, request(body, "bad.bin", content_type))
-    assert code == status, answer
-    assert set(answer) == {"error"} and fragment in answer["error"]
-    assert answer["error"].startswith("bad.bin")  # the message names the input
+def _audit(event: str, args: tuple) -> None:
+    if _AUDITED and (event == "open" or event.startswith(("os.", "shutil."))):
+        _AUDITED[-1].append((event, args))
+
+
+@cache
+def _install_audit_hook() -> None:
+    sys.addaudithook(_audit)  # for the rest of the process: audit hooks cannot be removed
+
+
+@contextmanager
+def file_access() -> Iterator[list[tuple[str, tuple]]]:
+    """The filesystem audit events (``open``, ``os.*``, ``shutil.*``) raised inside the block
+    (imports included: a first use may load a module)."""
+    _install_audit_hook()
+    _AUDITED.append([])
+    try:
+        yield _AUDITED[-1]
+    finally:
+        _AUDITED.pop()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_hostile_input_gets_its_4xx_naming_the_input_and_the_next_request_succeeds(served, case: Case):
+    body = case.body()
+    sent = request(body, case.filename, case.content_type)
+    tracemalloc.start()
+    start = time.perf_counter()
+    with file_access() as touched:
+        [(status, answer)] = call(served, sent)
+    seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert (status, list(answer)) == (case.status, ["error"]), answer
+    assert answer["error"].startswith(f"{case.shown}: ") and case.fragment in answer["error"], answer["error"]
+    names = {case.shown, (case.filename or b"").decode("latin-1")} - {""}
+    assert not [event for event in touched if any(name in repr(event) for name in names)], touched  # no file named by the client
+    assert seconds < 5 and peak < 2 * len(body) + 48 * MIB, (seconds, peak / MIB)
     good(served)
+
+
+def check_any_answer(status: int, answer: dict, source: str) -> None:
+    """A 200 with the documented answer, or a 4xx with ``{"error": message}`` naming the input."""
+    if status == 200:
+        assert set(answer) == {"model", "source", "frames"} and answer["source"] == source
+        assert answer["frames"] and all(set(frame) == FRAME_KEYS for frame in answer["frames"])
+        assert all(decode_mask(frame["mask_png"]).shape == (256, 256) for frame in answer["frames"])
+    else:
+        assert 400 <= status < 500 and set(answer) == {"error"}, (status, answer)
+        assert answer["error"].startswith(f"{source}: "), answer
+
+
+VALID = valid_bodies()
+MAGICS = [b"", b"\x1f\x8b\x08\x00", b"P5\n", b"\x89PNG\r\n\x1a\n", b"\x93NUMPY\x01\x00"]
+
+
+@st.composite
+def mutated_bodies(draw) -> bytes:
+    """A valid body (stream0, .pgm.gz, PNG, .npy) with bit flips (mostly near the start, where
+    the headers are), bytes spliced in and a truncation."""
+    body = bytearray(VALID[draw(st.sampled_from(sorted(VALID)))])
+    reach = draw(st.sampled_from([64, 1024, len(body)]))
+    for position, bit in draw(st.lists(st.tuples(st.integers(0, reach - 1), st.integers(0, 7)), max_size=8)):
+        body[position] ^= 1 << bit
+    if draw(st.booleans()):
+        position = draw(st.integers(0, reach))
+        body[position:position] = draw(st.binary(min_size=1, max_size=16))
+    if draw(st.booleans()):
+        del body[draw(st.integers(0, len(body))) :]
+    return bytes(body)
+
+
+HOSTILE_BODIES = st.one_of(st.builds(bytes.__add__, st.sampled_from(MAGICS), st.binary(max_size=2048)), mutated_bodies())
+
+
+@settings(max_examples=120, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=HOSTILE_BODIES)
+def test_random_and_mutated_bodies_never_raise(served, body):
+    [(status, answer)] = call(served, request(body, "fuzz.bin"))
+    check_any_answer(status, answer, "fuzz.bin")
 
 
 def test_a_bad_request_does_not_spoil_the_rest_of_its_batch(served):

@@ -3,7 +3,8 @@
 One server per module, on free 127.0.0.1 ports, configured from ``serving/config.properties``
 with only the ports replaced (token authorization stays on) and started and stopped by
 ``serving/serve.py``; it is stopped (and killed if it hangs) also when a test fails.
-Timings (cold start, a 20-frame minute) are printed: run with ``-s`` to see them.
+Timings (cold start, a 20-frame minute) and the workers' memory around the hostile corpus
+are printed: run with ``-s`` to see them.
 """
 
 from __future__ import annotations
@@ -21,55 +22,36 @@ import numpy as np
 import psutil
 import pytest
 import requests
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from arcscan.frames import encode_stream0  # noqa: E402
-from arcscan.model import ModelConfig, build_model, save_checkpoint  # noqa: E402
 from serving import serve  # noqa: E402
-from servers import free_port  # noqa: E402
-from test_handler import check_answer, minute, npy, png16  # noqa: E402
+from hostile import CASES, Case, minute, npy, png16  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from servers import free_port, random_model_archive  # noqa: E402
+from test_handler import HOSTILE_BODIES, check_answer, check_any_answer  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 MODEL = {"name": "arcscan-arc", "version": "e2e-1"}
-PORT_KEYS = {
-    "inference_address": "http://127.0.0.1:{}",
-    "management_address": "http://127.0.0.1:{}",
-    "metrics_address": "http://127.0.0.1:{}",
-    "grpc_inference_port": "{}",
-    "grpc_management_port": "{}",
-}
 TIMINGS: dict[str, float] = {}
 
 
 def server_config(path: Path) -> Path:
     """serving/config.properties with free ports; every other line as checked in."""
-    lines = []
-    for line in (ROOT / "serving" / "config.properties").read_text().splitlines():
-        key = line.split("=", 1)[0].strip()
-        lines.append(f"{key}={PORT_KEYS[key].format(free_port())}" if key in PORT_KEYS else line)
-    text = "\n".join(lines) + "\n"
+    path = serve.free_port_config(path)
+    text = path.read_text()
     assert "disable_token_authorization" not in text and "enable_model_api=false" in text
-    path.write_text(text)
     return path
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
-    torch.manual_seed(0)
-    checkpoint = save_checkpoint(root / "random.pt", build_model(ModelConfig()), ModelConfig())
-    store = root / "model-store"
-    built = subprocess.run(
-        [sys.executable, str(ROOT / "serving" / "build_mar.py"), "--checkpoint", str(checkpoint),
-         "--params", str(ROOT / "params.yaml"), "--version", MODEL["version"], "--output", str(store)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    store = random_model_archive(root, MODEL["version"]).parent
     config = server_config(root / "config.properties")
     start = time.perf_counter()
     with serve.running(store, config, root / "run", timeout_s=120) as running:
@@ -80,10 +62,10 @@ def server(tmp_path_factory):
     print("\n" + "\n".join(f"e2e timing: {k}: {v:.2f}" for k, v in TIMINGS.items()))
 
 
-def post(server, body: bytes, filename: str | None = None, token: bool = True) -> requests.Response:
-    headers = {"Content-Type": "application/octet-stream"}
+def post(server, body: bytes, filename: str | bytes | None = None, token: bool = True, content_type: str = "application/octet-stream") -> requests.Response:
+    headers = {"Content-Type": content_type}
     if filename:
-        headers["X-Filename"] = filename
+        headers["X-Filename"] = filename  # bytes are sent as they are
     if token:
         headers.update(server.auth("inference"))
     return requests.post(server.predictions_url(), data=body, headers=headers, timeout=120)
@@ -130,27 +112,62 @@ def test_requests_without_a_valid_token_are_refused(server):
     assert answer.status_code == 400 and "Token Authorization failed" in answer.text
 
 
-@pytest.mark.parametrize(
-    "body, status, fragment",
-    [
-        (gzip.compress(encode_stream0(minute(2)))[:4000], 400, "truncated gzip"),
-        (b"GIF89a" + bytes(64), 415, "not a recognised frame format"),
-        (encode_stream0(minute(1, shape=(128, 256))), 400, "expected 256x256 pixels, got 256x128"),
-    ],
-    ids=["truncated gzip", "not an image", "wrong size"],
-)
-def test_bad_input_gets_4xx_and_the_next_request_succeeds(server, body, status, fragment):
-    answer = post(server, body, "bad.bin")
-    assert answer.status_code == status, answer.text
-    assert fragment in answer.json()["error"]
-    answer = post(server, png16(minute(1, seed=2)[0].image), "next.png")
+def workers(server) -> dict[int, psutil.Process]:
+    """The TorchServe worker processes (Python) of the server's JVM, by pid."""
+    children = psutil.Process(server.pid).children(recursive=True)
+    return {p.pid: p for p in children if any("model_service_worker" in part for part in p.cmdline())}
+
+
+def answered_as_expected(case: Case, answer: requests.Response) -> bool:
+    """The case's answer: its frontend's, or the handler's ``{"error": message}`` naming the input."""
+    if case.frontend:
+        return answer.status_code == case.frontend[0] and case.frontend[1] in answer.text
+    body = answer.json()
+    message = body["error"] if set(body) == {"error"} else ""
+    return answer.status_code == case.status and message.startswith(f"{case.shown}: ") and case.fragment in message
+
+
+def test_hostile_corpus_and_random_bodies_leave_the_same_workers_serving(server):
+    """Every case of the corpus (``tests/hostile.py``) gets its answer from a real TorchServe,
+    then random and mutated bodies get a 200 or a 4xx; afterwards the same worker processes
+    serve (none died or was restarted), their memory has grown by less than 300 MB, and a
+    good request succeeds."""
+    assert post(server, png16(minute(1, seed=2)[0].image), "warm.png").status_code == 200
+    before = workers(server)
+    assert len(before) == 2, before
+    rss_before = {pid: process.memory_info().rss for pid, process in before.items()}
+
+    start = time.perf_counter()
+    wrong = []
+    for case in CASES:
+        answer = post(server, case.body(), case.filename, content_type=case.content_type)
+        if not answered_as_expected(case, answer):
+            wrong.append((case.id, answer.status_code, answer.text[:200]))
+    TIMINGS[f"hostile corpus, {len(CASES)} requests (s)"] = time.perf_counter() - start
+    assert not wrong, wrong
+
+    start = time.perf_counter()
+
+    @settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(body=HOSTILE_BODIES)
+    def random_and_mutated(body: bytes) -> None:
+        answer = post(server, body, "fuzz.bin")
+        check_any_answer(answer.status_code, answer.json(), "fuzz.bin")
+
+    random_and_mutated()
+    TIMINGS["40 random and mutated bodies (s)"] = time.perf_counter() - start
+
+    after = workers(server)
+    assert set(after) == set(before) and all(process.is_running() for process in after.values())
+    growth = {pid: (after[pid].memory_info().rss - rss) / 2**20 for pid, rss in rss_before.items()}
+    for number, (pid, rss) in enumerate(sorted(rss_before.items()), 1):
+        TIMINGS[f"worker {number} RSS before the corpus (MB)"] = rss / 2**20
+        TIMINGS[f"worker {number} RSS after the corpus and fuzzing (MB)"] = rss / 2**20 + growth[pid]
+    assert max(growth.values()) < 300, growth
+    frames = minute(1, seed=4)
+    answer = post(server, encode_stream0(frames), "after.pgm")
     assert answer.status_code == 200, answer.text
-
-
-def test_body_over_max_request_size_is_refused_by_the_frontend(server):
-    answer = post(server, b"\x1f\x8b" + bytes(16 * 2**20))
-    assert answer.status_code == 413
-    assert post(server, png16(minute(1)[0].image)).status_code == 200
+    check_answer(answer.json(), "after.pgm", frames, model=MODEL)
 
 
 def test_management_describes_the_archived_model(server):
