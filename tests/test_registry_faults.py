@@ -134,6 +134,7 @@ def test_a_promotion_killed_at_any_step_leaves_the_champion_complete(tmp_path, m
         promote = [sys.executable, "-m", "arcscan", "promote"]
         died_at = crash_at_every_step(proxy, promote, check)
         assert len(died_at) >= 8 and died_at[-1].endswith("registered-models/alias"), died_at  # the last write moves the alias
+        print(f"\npromote killed before each of its {len(died_at)} requests and after the last: champion always complete")
         assert _aliases() == {"champion": "2", "challenger": "2"}
         assert registry.rollback(NAME).champion_after == "1"  # history intact: 2 on top of 1
 
@@ -167,6 +168,7 @@ def test_a_registration_killed_at_any_step_never_aliases_an_incomplete_version(t
         assert _aliases()["challenger"] == latest.version and latest.tags["complete"] == "true"
         left_incomplete = [mv.version for mv in versions if mv.tags.get("complete") != "true"]
         assert left_incomplete and not set(left_incomplete) & set(_aliases().values())
+        print(f"\nregistration killed before each of its {len(died_at)} requests: {len(left_incomplete)} versions left without complete=true, none aliased")
         client.set_registered_model_alias(NAME, "challenger", left_incomplete[0])  # by hand, outside arcscan
         with pytest.raises(registry.RegistryError, match="not complete=true"):
             registry.promote(NAME, METRIC)
