@@ -9,7 +9,8 @@ Every learned method sees the same labelled patches (100 arc + 100 other from
 params.yaml (epochs, batches, lr, cosine schedule, positive_weight, scan stride, CRF). Methods:
 
 - ``pn`` (eta = 0), ``nnpu`` (eta = 1), ``pnu_heuristic`` (Sakai et al.'s eta from the prior
-  and the label counts), ``pnu_validated`` (eta picked from ``ETA_GRID`` by validation, below);
+  and the label counts), ``pnu_validated`` (eta picked from ``ETA_GRID`` by validation, below),
+  ``pnu_default`` (the pipeline's eta from params.yaml);
 - ``supervised``: the upper bound, PN risk on 2000 + 2000 patches picked from the ground truth
   of the training frames (:func:`arcscan.patches.pick_labels_from_truth`, the same kind of
   picks as the 100 + 100, twenty times more);
@@ -378,8 +379,8 @@ def summarise(records: list[dict]) -> dict:
 class Plan:
     """Which runs make which method, in the order they are trained (most important first)."""
 
-    def __init__(self, prior: float, seeds: int, quick: bool) -> None:
-        self.prior, self.seeds = prior, list(range(seeds))
+    def __init__(self, prior: float, seeds: int, quick: bool, default_eta: float | str) -> None:
+        self.prior, self.seeds, self.default_eta = prior, list(range(seeds)), default_eta
         self.eta_grid = (0.0, 1.0) if quick else ETA_GRID
         self.quick = quick
         self.best_eta: float | None = None
@@ -399,7 +400,11 @@ class Plan:
         if self.quick:
             return methods
         sens = self.sensitivity_eta()
-        methods |= {"pnu_heuristic": [RunSpec("heuristic", prior, s) for s in seeds], "supervised": [RunSpec(0.0, prior, s, supervised=True) for s in seeds]}
+        methods |= {
+            "pnu_heuristic": [RunSpec("heuristic", prior, s) for s in seeds],
+            "pnu_default": [RunSpec(self.default_eta, prior, s) for s in seeds],
+            "supervised": [RunSpec(0.0, prior, s, supervised=True) for s in seeds],
+        }
         for wrong in WRONG_PRIORS:
             methods[f"pnu_sens_prior{wrong}"] = [RunSpec(sens, wrong, s) for s in seeds]
         for count in FEW_LABELS:
@@ -415,6 +420,7 @@ def describe(name: str, plan: Plan) -> str:
         "pn": "PN (eta 0), 100 + 100 labels",
         "nnpu": "nnPU (eta 1), 100 + 100 labels",
         "pnu_heuristic": "PNU, heuristic eta (Sakai et al.)",
+        "pnu_default": f"PNU, the pipeline's eta = {plan.default_eta} (params.yaml)",
         "pnu_validated": f"PNU, validated eta = {plan.best_eta}" + {0.0: " (= the PN runs)", 1.0: " (= the nnPU runs)"}.get(plan.best_eta, ""),
         "supervised": f"supervised bound: PN on {SUPERVISED_PER_CLASS} + {SUPERVISED_PER_CLASS} labels",
     }
@@ -588,7 +594,7 @@ def main() -> None:
     prior = float(params["train"]["prior"])
     with tempfile.TemporaryDirectory() as workdir:
         _SHARED = quick_benchmark(Path(workdir), params) if args.quick else load_benchmark(ROOT / "data", ROOT / "patches", params, supervised=True)
-    plan = Plan(prior, 1 if args.quick else args.seeds, args.quick)
+    plan = Plan(prior, 1 if args.quick else args.seeds, args.quick, params["train"]["eta"])
     records: dict[str, dict] = {}
     previous: dict = {}
     if args.resume and args.output.is_file():

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,8 @@ MONITORING = K8S / "monitoring"
 OVERLAYS = ("dev", "prod")
 NAMESPACES = {"dev": "arcscan-dev", "prod": "arcscan"}
 # Secrets that prod expects to exist already (kubectl create secret, README), never committed.
-EXTERNAL_SECRETS = {"dev": set(), "prod": {"arcscan-postgres", "arcscan-stream-token"}}
+EXTERNAL_SECRETS = {"dev": set(), "prod": {"arcscan-postgres", "arcscan-stream-token", "arcscan-mlflow-auth",
+                                           "arcscan-mlflow-trainer", "arcscan-mlflow-reader"}}
 DOCKERFILES = ("serving/Dockerfile", "training/Dockerfile", "mlflow/Dockerfile")
 DOCKERIGNORE_REQUIRED = (".venv", ".git", "mlflow/store", "data", ".dvc/cache", "runs", "serving/run",
                          "serving/model-store", "reports/overlays", "patches", "models", ".tools")
@@ -171,8 +174,27 @@ def test_semantics(rendered, overlay):
         + checks.torchserve_problems(objects)
         + checks.auth_proxy_problems(objects)
         + checks.stream_problems(objects)
+        + checks.mlflow_auth_problems(objects)
+        + checks.mlflow_client_problems(objects)
     )
     assert problems == []
+
+
+def test_the_cluster_writes_the_auth_ini_arcscan_writes_locally(rendered, tmp_path):
+    """MLflow's init container writes what arcscan.registry.write_auth_config writes for
+    ``arcscan mlflow-server --auth`` (the same app, default permission and admin), with the
+    PostgreSQL URI from the arcscan-postgres Secret's variables."""
+    from arcscan import registry
+
+    spec = checks.pod_template(checks.find(rendered["prod"], "Deployment", "arcscan-mlflow")[0])["spec"]
+    [init] = spec["initContainers"]
+    config = Path(next(e["value"] for e in checks.mlflow_server_container(spec)["env"] if e["name"] == "MLFLOW_AUTH_CONFIG_PATH"))
+    script = init["args"][0].replace(str(config.parent), str(tmp_path))
+    secret = {"POSTGRES_USER": "mlflow", "POSTGRES_PASSWORD": "0123abcd", "POSTGRES_DB": "mlflow"}
+    subprocess.run([*init["command"], script], env={"PATH": os.environ["PATH"], **secret}, check=True, timeout=30)
+    expected = registry.write_auth_config(tmp_path / "expected.ini", "postgresql+psycopg2://mlflow:0123abcd@arcscan-postgres:5432/mlflow")
+    assert (tmp_path / config.name).read_text() == expected.read_text()
+    assert checks.MLFLOW_AUTH_APP == registry.AUTH_APP
 
 
 def test_stream_client_and_auth_proxy_arguments_are_accepted_by_the_arcscan_cli(rendered):
@@ -263,6 +285,21 @@ def _container(obj, name=None):
 
 def _set_arg(container, name, value):
     container["args"][container["args"].index(name) + 1] = value
+
+
+def _literal_env(container, name, value):
+    container["env"] = [{"name": name, "value": value} if e["name"] == name else e for e in container["env"]]
+
+
+def _drop_env(container, names):
+    container["env"] = [e for e in container["env"] if e["name"] not in names]
+
+
+def _replace_volume(name, source):
+    def change(obj):
+        volumes = checks.pod_template(obj)["spec"]["volumes"]
+        volumes[:] = [{"name": name, **source} if v["name"] == name else v for v in volumes]
+    return change
 
 
 def _set_image(tag):
@@ -372,6 +409,30 @@ BROKEN = {
     "auth proxy tokens not from a Secret": (
         "Deployment", "arcscan-torchserve",
         lambda o: _set_arg(_container(o, "auth-proxy"), "--tokens-file", "/tmp/tokens"), "auth-proxy", "is not mounted from a Secret"),
+    "MLflow without the auth app": (
+        "Deployment", "arcscan-mlflow",
+        lambda o: _container(o).update(args=[a for a in _container(o)["args"] if a not in {"--app-name", "basic-auth"}]),
+        "mlflow-auth", "without --app-name basic-auth"),
+    "MLflow admin password as a literal": (
+        "Deployment", "arcscan-mlflow", lambda o: _literal_env(_container(o), "MLFLOW_AUTH_ADMIN_PASSWORD", "hunter2hunter2"),
+        "mlflow-auth", "MLFLOW_AUTH_ADMIN_PASSWORD is not from a Secret"),
+    "auth ini from a ConfigMap": (
+        "Deployment", "arcscan-mlflow", _replace_volume("auth-config", {"configMap": {"name": "arcscan-settings"}}),
+        "mlflow-auth", "neither on a Secret volume"),
+    "auth ini on the node's disk": (
+        "Deployment", "arcscan-mlflow", _replace_volume("auth-config", {"emptyDir": {}}), "mlflow-auth",
+        "neither on a Secret volume"),
+    "MLflow probe behind the login": (
+        "Deployment", "arcscan-mlflow",
+        lambda o: _container(o)["readinessProbe"]["httpGet"].update(path="/api/2.0/mlflow/experiments/search"),
+        "mlflow-auth", "only after a login"),
+    "training password as a literal": (
+        "CronJob", "arcscan-retrain", lambda o: _literal_env(_container(o), "MLFLOW_TRACKING_PASSWORD", "hunter2hunter2"),
+        "mlflow-clients", "MLFLOW_TRACKING_PASSWORD is not from a Secret"),
+    "TorchServe's init container without MLflow credentials": (
+        "Deployment", "arcscan-torchserve",
+        lambda o: _drop_env(checks.pod_template(o)["spec"]["initContainers"][0], checks.MLFLOW_CREDENTIALS), "mlflow-clients",
+        "MLFLOW_TRACKING_USERNAME is not from a Secret"),
 }
 
 CHECK_FUNCTIONS = {
@@ -384,6 +445,8 @@ CHECK_FUNCTIONS = {
     "torchserve": checks.torchserve_problems,
     "auth-proxy": checks.auth_proxy_problems,
     "stream": checks.stream_problems,
+    "mlflow-auth": checks.mlflow_auth_problems,
+    "mlflow-clients": checks.mlflow_client_problems,
 }
 
 
@@ -395,6 +458,19 @@ def test_broken_manifest_is_caught(rendered, case):
     broken = checks.mutate(rendered["dev"], kind, name, change)
     problems = function(broken)
     assert any(fragment in problem for problem in problems), f"{case}: not caught by {check}: {problems}"
+
+
+def test_torchserve_signing_in_to_mlflow_as_the_trainer_is_caught(rendered):
+    [job] = checks.find(rendered["dev"], "Job", "arcscan-train")
+    trainer = checks.secret_env(_container(job), "MLFLOW_TRACKING_PASSWORD")
+
+    def sign_in_as_trainer(obj):
+        for env in checks.pod_template(obj)["spec"]["initContainers"][0]["env"]:
+            if env["name"] in checks.MLFLOW_CREDENTIALS:
+                env["valueFrom"]["secretKeyRef"]["name"] = trainer
+
+    broken = checks.mutate(rendered["dev"], "Deployment", "arcscan-torchserve", sign_in_as_trainer)
+    assert any("the training user's Secret" in p for p in checks.mlflow_client_problems(broken))
 
 
 def test_checkov_catches_broken_manifests(rendered, tmp_path):
