@@ -178,6 +178,21 @@ def test_management_describes_the_archived_model(server):
     assert description["customizedMetadata"] == {**MODEL, "frame_shape": [256, 256]}
 
 
+def test_no_route_registers_or_removes_a_model_at_run_time(server):
+    """enable_model_api=false: even with the management key, models cannot be registered
+    (from the store or a URL) or unregistered; the served model stays."""
+    headers = server.auth("management")
+    attempts = [
+        requests.post(f"{server.management_url}/models", params={"url": "arcscan.mar", "model_name": "other"}, headers=headers, timeout=30),
+        requests.post(f"{server.management_url}/models", params={"url": "https://example.org/evil.mar"}, headers=headers, timeout=30),
+        requests.delete(f"{server.management_url}/models/arcscan", headers=headers, timeout=30),
+    ]
+    for answer in attempts:
+        assert answer.status_code == 405 and "MethodNotAllowedException" in answer.text, (answer.status_code, answer.text)
+    models = requests.get(f"{server.management_url}/models", headers=headers, timeout=30).json()["models"]
+    assert [model["modelName"] for model in models] == ["arcscan"]
+
+
 def test_metrics_endpoint_shows_the_handler_metrics(server):
     assert post(server, png16(minute(1)[0].image), "m.png").status_code == 200
     assert post(server, b"junk", "j.bin").status_code == 415
