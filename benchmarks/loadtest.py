@@ -64,11 +64,6 @@ def _percentiles(values: list[float]) -> dict:
     return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99)), "max": float(max(values))}
 
 
-def _cpu_seconds(server: serve.Server) -> float:
-    jvm = psutil.Process(server.pid)
-    return sum(p.cpu_times().user + p.cpu_times().system for p in (jvm, *jvm.children(recursive=True)))
-
-
 def phase(server: serve.Server, files: list[Path], imagers: int, frames: int, speed: float, concurrency: int, output: Path, max_seconds: float) -> dict:
     """Replay ``files`` (``imagers`` stations, ``frames`` per file) at ``speed`` into the ledger
     ``output``; what it delivered and how fast."""
@@ -76,9 +71,9 @@ def phase(server: serve.Server, files: list[Path], imagers: int, frames: int, sp
         url=server.predictions_url(), token=server.key(), output=output, concurrency=concurrency,
         token_file=server.key_file, renew_url=server.management_url, timeout=120.0,
     )
-    cpu = _cpu_seconds(server)
+    cpu = server.cpu_seconds()
     summary = run_stream(config, replay=files, speed=speed, stop_after=max_seconds)
-    cpu = _cpu_seconds(server) - cpu
+    cpu = server.cpu_seconds() - cpu
     results, failed = read_ledger(output / RESULTS), read_ledger(output / FAILED)
     expected = {(path.name, index) for path in files for index in range(frames)}
     keys = [(entry["file"], entry["index"]) for entry in results]

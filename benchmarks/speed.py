@@ -162,15 +162,6 @@ def train_default(params_file: Path, patches: Path, epochs: int | None) -> dict:
     return {**result, "seconds_per_epoch": result["train_seconds"] / result["epochs"], "process_seconds": wall}
 
 
-def _server_processes(server: serve.Server) -> list[psutil.Process]:
-    jvm = psutil.Process(server.pid)
-    return [jvm, *jvm.children(recursive=True)]
-
-
-def _is_worker(process: psutil.Process) -> bool:
-    return "model_service_worker" in " ".join(process.cmdline())
-
-
 def end_to_end(bodies: list[bytes], concurrency: int, server: serve.Server) -> dict:
     """Send every body once with ``concurrency`` clients; throughput, latency, CPU."""
     url, headers = server.predictions_url(), {**server.auth(), "Content-Type": "application/octet-stream"}
@@ -189,18 +180,16 @@ def end_to_end(bodies: list[bytes], concurrency: int, server: serve.Server) -> d
             latencies.append(time.perf_counter() - start)
             errors += answer.status_code != 200
 
-    processes = _server_processes(server)
-    cpu_before = sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+    cpu_before = server.cpu_seconds()
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(send, bodies))
     wall = time.perf_counter() - start
-    cpu = sum(p.cpu_times().user + p.cpu_times().system for p in processes) - cpu_before
     return {
         "concurrency": concurrency,
         **_throughput(latencies, errors, wall),
-        "server_cpu_cores_used": cpu / wall,
-        "worker_rss_mb": [p.memory_info().rss / MB for p in processes if _is_worker(p)],
+        "server_cpu_cores_used": (server.cpu_seconds() - cpu_before) / wall,
+        "worker_rss_mb": [p.memory_info().rss / MB for p in server.workers()],
     }
 
 
@@ -252,8 +241,7 @@ def _memory(process: psutil.Process) -> dict:
 def serving_memory(server: serve.Server) -> dict:
     """Peak and current resident memory of the JVM and of each worker; the sum of the peaks
     bounds the whole server's peak from above."""
-    jvm, *children = _server_processes(server)
-    memory = {"jvm": _memory(jvm), "workers": [_memory(p) for p in children if _is_worker(p)]}
+    memory = {"jvm": _memory(server.processes()[0]), "workers": [_memory(p) for p in server.workers()]}
     return {**memory, "peak_rss_mb_sum": memory["jvm"]["peak_rss_mb"] + sum(w["peak_rss_mb"] for w in memory["workers"])}
 
 

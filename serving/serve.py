@@ -45,6 +45,7 @@ DEFAULT_RUN = SERVING / "run"
 MODEL = "arcscan"
 PID_FILE = ".model_server.pid"  # written by ``torchserve`` into its temp folder
 JVM_CLASS = "org.pytorch.serve.ModelServer"
+WORKER_MODULE = "model_service_worker"  # in the command line of every backend worker
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,19 @@ class Server:
 
     def predictions_url(self, model: str = MODEL) -> str:
         return f"{self.inference_url}/predictions/{model}"
+
+    def processes(self) -> list[psutil.Process]:
+        """The JVM first, then all its descendants (the Python backend workers among them)."""
+        jvm = psutil.Process(self.pid)
+        return [jvm, *jvm.children(recursive=True)]
+
+    def workers(self) -> list[psutil.Process]:
+        """The backend worker processes serving the models."""
+        return [p for p in self.processes()[1:] if WORKER_MODULE in " ".join(p.cmdline())]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the JVM and its live descendants."""
+        return sum(p.cpu_times().user + p.cpu_times().system for p in self.processes())
 
 
 def _paths(run_dir: Path) -> tuple[Path, Path, Path]:
@@ -144,7 +158,8 @@ def wait_ready(server: Server, model: str = MODEL, timeout_s: float = 180.0) -> 
     raise TimeoutError(f"{model} not READY after {timeout_s:.0f} s (last answer: {last}):\n{log_tail(server.run_dir)}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -159,9 +174,9 @@ def free_port_config(path: Path, source: Path = DEFAULT_CONFIG) -> Path:
         key, _, value = line.partition("=")
         url, _, port = value.rpartition(":")
         if not key.startswith("#") and key.endswith("_port"):
-            line = f"{key}={_free_port()}"
+            line = f"{key}={free_port()}"
         elif not key.startswith("#") and key.endswith("_address") and "://" in url and port.isdigit():
-            line = f"{key}={url}:{_free_port()}"
+            line = f"{key}={url}:{free_port()}"
         lines.append(line)
     Path(path).write_text("\n".join(lines) + "\n")
     return Path(path)

@@ -11,7 +11,6 @@ import http.server
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,14 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from serving.serve import free_port
+
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> None:

@@ -42,16 +42,14 @@ from ts.protocol.otf_message_handler import retrieve_msg
 from ts.service import Service
 from urllib3 import encode_multipart_formdata
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from arcscan.config import load_params
+from arcscan.frames import Frame, encode_stream0
+from arcscan.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from arcscan.segment import Segmenter
+from serving.handler import ArcscanHandler
+from hostile import CASES, MIB, Case, minute, npy, png16, valid_bodies
 
-from arcscan.config import load_params  # noqa: E402
-from arcscan.frames import Frame, encode_stream0  # noqa: E402
-from arcscan.model import ModelConfig, build_model, load_checkpoint, save_checkpoint  # noqa: E402
-from arcscan.segment import Segmenter  # noqa: E402
-from serving.handler import ArcscanHandler  # noqa: E402
-from hostile import CASES, MIB, Case, minute, npy, png16, valid_bodies  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MODEL_INFO = {"name": "arcscan-arc", "version": "test-1"}
 FRAME_KEYS = {"index", "timestamp", "site", "imager", "mask_png", "arc_fraction", "objects", "scan_ms", "crf_ms"}

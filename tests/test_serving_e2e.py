@@ -22,17 +22,13 @@ import numpy as np
 import psutil
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from arcscan.frames import encode_stream0  # noqa: E402
-from serving import serve  # noqa: E402
-from hostile import CASES, Case, minute, npy, png16  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from servers import free_port, random_model_archive  # noqa: E402
-from test_handler import HOSTILE_BODIES, check_answer, check_any_answer  # noqa: E402
+from arcscan.frames import encode_stream0
+from hostile import CASES, Case, minute, npy, png16
+from serving import serve
+from servers import free_port, random_model_archive
+from test_handler import HOSTILE_BODIES, check_answer, check_any_answer
 
 pytestmark = pytest.mark.slow
 
@@ -113,9 +109,8 @@ def test_requests_without_a_valid_token_are_refused(server):
 
 
 def workers(server) -> dict[int, psutil.Process]:
-    """The TorchServe worker processes (Python) of the server's JVM, by pid."""
-    children = psutil.Process(server.pid).children(recursive=True)
-    return {p.pid: p for p in children if any("model_service_worker" in part for part in p.cmdline())}
+    """The TorchServe worker processes of the server, by pid."""
+    return {p.pid: p for p in server.workers()}
 
 
 def answered_as_expected(case: Case, answer: requests.Response) -> bool:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import psutil
 import pytest
 
 from arcscan.stream import FAILED, RESULTS, StreamConfig, StreamSummary, read_ledger, run_stream
@@ -84,10 +83,6 @@ def _wait_for_results(output: Path, count: int, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def _workers(server: serve.Server) -> list[psutil.Process]:
-    return [p for p in psutil.Process(server.pid).children(recursive=True) if "model_service_worker" in " ".join(p.cmdline())]
-
-
 def assert_exactly_once(output: Path, minutes: list[Path]) -> list[dict]:
     results = read_ledger(output / RESULTS)
     keys = [(entry["file"], entry["index"]) for entry in results]
@@ -101,7 +96,7 @@ def test_a_worker_killed_mid_stream_loses_no_frame(deployment, minutes, tmp_path
     output = tmp_path / "ledger"
     running = _stream(server, minutes, output)
     _wait_for_results(output, 5)
-    victim = _workers(server)[0]
+    victim = server.workers()[0]
     victim.kill()
     summary: StreamSummary = running.result(timeout=300)
 
@@ -112,7 +107,7 @@ def test_a_worker_killed_mid_stream_loses_no_frame(deployment, minutes, tmp_path
     print(f"\nworker killed: {len(retried)} frames retried (attempts {retried}), none lost or doubled")
     assert retried, "the killed worker's request was not retried"
     serve.wait_ready(server, timeout_s=120)  # TorchServe replaced the worker
-    assert victim.pid not in {p.pid for p in _workers(server)} and len(_workers(server)) == 2
+    assert victim.pid not in {p.pid for p in server.workers()} and len(server.workers()) == 2
 
 
 def test_a_server_restart_mid_stream_loses_no_frame(deployment, minutes, tmp_path):
