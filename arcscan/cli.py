@@ -14,17 +14,17 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from arcscan.authproxy import add_auth_proxy_parser
+from arcscan.ops.authproxy import add_auth_proxy_parser
 from arcscan.errors import ArcscanError
-from arcscan.stream_cli import add_stream_parser
+from arcscan.ops.stream_cli import add_stream_parser
 
 
 def _segmenter(args: argparse.Namespace):
     """The model from a checkpoint file, or from the registry alias (``--alias``)."""
-    from arcscan import registry
+    from arcscan.mlops import registry
     from arcscan.config import load_params
-    from arcscan.model import load_checkpoint
-    from arcscan.segment import Segmenter
+    from arcscan.core.model import load_checkpoint
+    from arcscan.core.segment import Segmenter
 
     params = load_params(args.params)
     if args.alias:
@@ -40,9 +40,10 @@ def _segmenter(args: argparse.Namespace):
 
 
 def cmd_segment(args: argparse.Namespace) -> None:
-    from arcscan.frames import read_frames
-    from arcscan.render import overlay, save_png
-    from arcscan.preprocess import normalize
+    from arcscan.io.frames import read_frames
+    from arcscan.core.render import overlay, save_png
+    from arcscan.core.segment import frame_record
+    from arcscan.core.preprocess import normalize
 
     segmenter = _segmenter(args)
     out = Path(args.output)
@@ -55,16 +56,15 @@ def cmd_segment(args: argparse.Namespace) -> None:
             image01 = normalize(frame.image, segmenter.preprocess, frame.ccd_background)
             save_png(overlay(image01, result.mask), out / f"{stem}_overlay.png")
             save_png(result.mask, out / f"{stem}_mask.png")
-            stamp = frame.timestamp.isoformat() if frame.timestamp else None
-            summary = {"file": path.name, "frame": frame.index, "timestamp": stamp, **result.summary()}
-            (out / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+            record = {"file": path.name, **frame_record(frame, result)}
+            (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
             print(f"{stem}: arc fraction {result.arc_fraction:.3f}, {len(result.objects)} arcs, scan {result.scan_ms:.0f} ms, CRF {result.crf_ms:.0f} ms")
 
 
 def cmd_patches(args: argparse.Namespace) -> None:
     from arcscan.config import build, load_params
-    from arcscan.patches import labelled_set
-    from arcscan.preprocess import PreprocessConfig
+    from arcscan.core.patches import labelled_set
+    from arcscan.core.preprocess import PreprocessConfig
 
     params = load_params(args.params)
     patches = labelled_set(args.csv, args.frames, build(PreprocessConfig, params["preprocess"]), params["patches"]["size"])
@@ -73,7 +73,7 @@ def cmd_patches(args: argparse.Namespace) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from arcscan.synth import write_minute
+    from arcscan.core.synth import write_minute
 
     start = datetime.fromisoformat(args.start).replace(tzinfo=timezone.utc)
     for minute in range(args.minutes):
@@ -82,7 +82,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
-    from arcscan import registry
+    from arcscan.mlops import registry
     from arcscan.config import load_params
 
     section = load_params(args.params)["register"]
@@ -93,7 +93,7 @@ def cmd_promote(args: argparse.Namespace) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
-    from arcscan import registry
+    from arcscan.mlops import registry
     from arcscan.config import load_params
 
     with registry.errors_explained():
@@ -103,7 +103,7 @@ def cmd_rollback(args: argparse.Namespace) -> None:
 
 
 def cmd_mlflow_server(args: argparse.Namespace) -> None:
-    from arcscan import registry
+    from arcscan.mlops import registry
 
     backend = args.backend_store_uri or registry.default_backend_store_uri()
     command = registry.tracking_server_command(backend, Path(args.artifacts), args.host, args.port, auth=args.auth)

@@ -3,10 +3,10 @@
     python benchmarks/loadtest.py [--imagers 20] [--minutes 1] [--speeds 1 2 4] [--concurrency 8]
     python benchmarks/loadtest.py --quick --archive /tmp/arcscan.mar --output /tmp/load.json
 
-Each imager is a synthetic THEMIS-style station (``arcscan.synth``) writing one stream0 minute
+Each imager is a synthetic THEMIS-style station (``arcscan.core.synth``) writing one stream0 minute
 of 20 frames, 3 s apart, per minute; all stations take their frames at the same instants, as
 GPS-synchronised imagers do, so the load comes in bursts of ``--imagers`` frames every 3 s.
-The whole set is replayed once per ``--speeds`` entry through ``arcscan.stream.run_stream``
+The whole set is replayed once per ``--speeds`` entry through ``arcscan.ops.stream.run_stream``
 (token from TorchServe's key file, retries, exactly-once ledger), each into its own ledger:
 speed 1 is real time, speed 4 four times faster. One TorchServe (serving/config.properties
 on free 127.0.0.1 ports, ``serve.temporary``) serves ``--archive`` (default: ``make mar``'s).
@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "serving"))
 import serve  # noqa: E402  (serving/serve.py)
 from speed import serving_memory  # noqa: E402  (benchmarks/speed.py)
 
-from arcscan.stream import FAILED, RESULTS, StreamConfig, read_ledger, run_stream  # noqa: E402
-from arcscan.synth import CADENCE_S, write_minute  # noqa: E402
+from arcscan.ops.stream import FAILED, RESULTS, StreamConfig, read_ledger, run_stream  # noqa: E402
+from arcscan.core.synth import CADENCE_S, write_minute  # noqa: E402
 
 START = datetime(2026, 1, 15, 6, 0, tzinfo=timezone.utc)
 

@@ -12,7 +12,7 @@ params.yaml (epochs, batches, lr, cosine schedule, positive_weight, scan stride,
   and the label counts), ``pnu_validated`` (eta picked from ``ETA_GRID`` by validation, below),
   ``pnu_default`` (the pipeline's eta from params.yaml);
 - ``supervised``: the upper bound, PN risk on 2000 + 2000 patches picked from the ground truth
-  of the training frames (:func:`arcscan.patches.pick_labels_from_truth`, the same kind of
+  of the training frames (:func:`arcscan.core.patches.pick_labels_from_truth`, the same kind of
   picks as the 100 + 100, twenty times more);
 - sensitivity of the validated PNU to a wrong class prior (0.15; and 0.025, half the default,
   since 0.05 - 0.1 is not a prior) and, with PN beside it, to fewer labels (25 and 50 per class,
@@ -64,14 +64,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from arcscan.config import build, load_params  # noqa: E402
-from arcscan.frames import Frame, read_frames  # noqa: E402
-from arcscan.metrics import MaskAgreement, patch_metrics  # noqa: E402
-from arcscan.model import ModelConfig, load_checkpoint  # noqa: E402
-from arcscan.patches import NEGATIVE, POSITIVE, UNLABELED, PatchSet, extract_patches, pick_labels_from_truth, unlabeled_set  # noqa: E402
-from arcscan.preprocess import PreprocessConfig, fov_mask, normalize  # noqa: E402
-from arcscan.segment import CRFConfig, ScanConfig, Segmenter, dense_crf, scan_logits  # noqa: E402
-from arcscan.synth import mask_path, read_masks, write_minute  # noqa: E402
-from arcscan.train import TrainConfig, predict_scores, train_pnu  # noqa: E402
+from arcscan.io.frames import Frame, read_frames  # noqa: E402
+from arcscan.core.metrics import MaskAgreement, patch_metrics  # noqa: E402
+from arcscan.core.model import ModelConfig, load_checkpoint  # noqa: E402
+from arcscan.core.patches import NEGATIVE, POSITIVE, UNLABELED, PatchSet, extract_patches, pick_labels_from_truth, unlabeled_set  # noqa: E402
+from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize  # noqa: E402
+from arcscan.core.segment import CRFConfig, ScanConfig, Segmenter, dense_crf, scan_logits  # noqa: E402
+from arcscan.core.synth import mask_path, read_masks, write_minute  # noqa: E402
+from arcscan.core.train import TrainConfig, predict_scores, train_pnu  # noqa: E402
 
 ETA_GRID = (-0.5, 0.0, 0.25, 0.5, 0.75, 1.0)
 WRONG_PRIORS = (0.15, 0.025)
@@ -116,7 +116,7 @@ def boundary_f1(counts: np.ndarray) -> float:
 
 
 class MaskScores:
-    """Pixel IoU/F1 (pooled, :class:`arcscan.metrics.MaskAgreement`) and boundary F1."""
+    """Pixel IoU/F1 (pooled, :class:`arcscan.core.metrics.MaskAgreement`) and boundary F1."""
 
     def __init__(self) -> None:
         self.pixels, self.boundary = MaskAgreement(), np.zeros(4, np.int64)

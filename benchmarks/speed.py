@@ -61,11 +61,11 @@ sys.path.insert(0, str(ROOT / "serving"))
 import serve  # noqa: E402  (serving/serve.py)
 
 from arcscan.config import load_params  # noqa: E402
-from arcscan.frames import Frame, encode_stream0, read_frames  # noqa: E402
-from arcscan.model import load_checkpoint  # noqa: E402
-from arcscan.preprocess import normalize  # noqa: E402
-from arcscan.segment import ScanConfig, Segmenter, dense_crf  # noqa: E402
-from arcscan.synth import CADENCE_S  # noqa: E402  (THEMIS: one frame per 3 s)
+from arcscan.io.frames import Frame, encode_stream0, read_frames  # noqa: E402
+from arcscan.core.model import load_checkpoint  # noqa: E402
+from arcscan.core.preprocess import normalize  # noqa: E402
+from arcscan.core.segment import ScanConfig, Segmenter, dense_crf  # noqa: E402
+from arcscan.core.synth import CADENCE_S  # noqa: E402  (THEMIS: one frame per 3 s)
 
 STRIDES = (2, 4, 8, 16)
 MB = 2**20
@@ -76,9 +76,9 @@ T = TypeVar("T")
 TRAIN_CHILD = """
 import json, sys
 from arcscan.config import build, load_params
-from arcscan.model import ModelConfig
-from arcscan.patches import PatchSet
-from arcscan.train import TrainConfig, train_pnu
+from arcscan.core.model import ModelConfig
+from arcscan.core.patches import PatchSet
+from arcscan.core.train import TrainConfig, train_pnu
 
 params_file, patches_file, epochs, result_file = sys.argv[1:]
 params = load_params(params_file)

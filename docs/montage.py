@@ -1,6 +1,6 @@
 """Synthetic frames next to real ones: docs/montage.png.
 
-Row 1: synthetic THEMIS frames (arcscan.synth) for a few seeds; row 2: real frames (two
+Row 1: synthetic THEMIS frames (arcscan.core.synth) for a few seeds; row 2: real frames (two
 Gillam minutes, moonlit overcast, and the OATH arc frame) with a radial brightness profile
 of both kinds; row 3: the synthetic frames again with their ground-truth arc masks outlined.
 All images get the same robust stretch (1st-99.5th percentile of the frame). The real
@@ -26,12 +26,12 @@ from PIL import Image  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from arcscan.frames import read_frames  # noqa: E402
-from arcscan.synth import generate_minute  # noqa: E402
+from arcscan.io.frames import read_frames  # noqa: E402
+from arcscan.core.synth import generate_minute  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 OUTPUT = REPO / "docs" / "montage.png"
-SYNTHETIC = {  # seed: what the scene holds (see arcscan.synth; checked by eye)
+SYNTHETIC = {  # seed: what the scene holds (see arcscan.core.synth; checked by eye)
     26: "arcs + diffuse aurora",
     5: "low arcs, moon",
     21: "arcs, moon, clouds",

@@ -34,8 +34,8 @@ if str(ROOT) not in sys.path:  # run as a script: import the repository's arcsca
     sys.path.insert(0, str(ROOT))
 
 from arcscan.config import load_params  # noqa: E402
-from arcscan.model import load_checkpoint  # noqa: E402
-from arcscan.segment import Segmenter  # noqa: E402
+from arcscan.core.model import load_checkpoint  # noqa: E402
+from arcscan.core.segment import Segmenter  # noqa: E402
 
 HANDLER = ROOT / "serving" / "handler.py"
 PACKAGE = ROOT / "arcscan"
@@ -118,7 +118,7 @@ def build(checkpoint: Path, params: Path, info: dict, output: Path, name: str = 
 
 def from_registry(model_name: str, alias: str, folder: Path) -> tuple[Path, Path, dict]:
     """Download ``model_name@alias``: (checkpoint, params.yaml, model_info)."""
-    from arcscan import registry
+    from arcscan.mlops import registry
 
     with registry.failures_reported("build_mar"):
         registry.configure()

@@ -23,12 +23,12 @@ import numpy as np
 from PIL import Image
 
 from arcscan.config import build, load_params
-from arcscan.frames import read_frames
-from arcscan.metrics import MaskAgreement
-from arcscan.preprocess import PreprocessConfig, fov_mask, normalize
-from arcscan.render import overlay, save_png
-from arcscan.stream import RESULTS, StreamConfig, read_ledger, run_stream
-from arcscan.synth import mask_path, read_masks
+from arcscan.io.frames import read_frames
+from arcscan.core.metrics import MaskAgreement
+from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize
+from arcscan.core.render import overlay, save_png
+from arcscan.ops.stream import RESULTS, StreamConfig, read_ledger, run_stream
+from arcscan.core.synth import mask_path, read_masks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve  # noqa: E402  (serving/serve.py: start and stop TorchServe)

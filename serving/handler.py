@@ -1,7 +1,7 @@
 """TorchServe handler for arcscan: request bytes -> frames -> arc masks -> JSON.
 
-A thin adapter (see STYLE.md): decoding and bounds checks (``arcscan.frames.decode_frames``),
-segmentation (``arcscan.segment.Segmenter``) and the error types live in the library. This
+A thin adapter (see STYLE.md): decoding and bounds checks (``arcscan.io.frames.decode_frames``),
+segmentation (``arcscan.core.segment.Segmenter``) and the error types live in the library. This
 file maps a batch of requests onto them, answers every request on its own and turns an
 ``arcscan.errors.InputError`` into that request's 4xx answer ``{"error": message}`` so that
 one bad upload neither fails the rest of the batch nor the worker.
@@ -32,10 +32,10 @@ from ts.torch_handler.base_handler import BaseHandler
 import arcscan
 from arcscan.config import load_params
 from arcscan.errors import InputError, UnsupportedFormat
-from arcscan.frames import Frame, Limits, decode_frames, input_name
-from arcscan.model import load_checkpoint
-from arcscan.render import mask_png
-from arcscan.segment import Segmentation, Segmenter
+from arcscan.io.frames import Frame, Limits, decode_frames, input_name
+from arcscan.core.model import load_checkpoint
+from arcscan.core.render import mask_png
+from arcscan.core.segment import Segmentation, Segmenter, frame_record
 
 logger = logging.getLogger(__name__)
 
@@ -185,15 +185,4 @@ def _header_text(value: str) -> str:
 
 
 def _frame_json(frame: Frame, result: Segmentation) -> dict:
-    summary = result.summary()
-    return {
-        "index": frame.index,
-        "timestamp": frame.timestamp.isoformat() if frame.timestamp else None,
-        "site": frame.site,
-        "imager": frame.imager,
-        "mask_png": base64.b64encode(mask_png(result.mask)).decode("ascii"),
-        "arc_fraction": summary["arc_fraction"],
-        "objects": summary["objects"],
-        "scan_ms": round(summary["scan_ms"], 2),
-        "crf_ms": round(summary["crf_ms"], 2),
-    }
+    return {**frame_record(frame, result), "mask_png": base64.b64encode(mask_png(result.mask)).decode("ascii")}

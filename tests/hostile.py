@@ -24,7 +24,7 @@ import numpy as np
 import png
 from urllib3 import encode_multipart_formdata
 
-from arcscan.frames import Frame, Limits, encode_stream0, format_timestamp
+from arcscan.io.frames import Frame, Limits, encode_stream0, format_timestamp
 
 START = datetime(2014, 3, 10, 6, 0, 0, 63119, tzinfo=timezone.utc)
 LIMITS = Limits()

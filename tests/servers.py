@@ -135,7 +135,7 @@ def mlflow_server(
     unless ``port`` is given: a restart on the same address); with ``auth_config`` (an ini
     from ``registry.write_auth_config``) the basic-auth app, the secrets in ``env``. Yields
     ``http://127.0.0.1:PORT`` once ``/health`` answers."""
-    from arcscan.registry import tracking_server_command, tracking_server_env
+    from arcscan.mlops.registry import tracking_server_command, tracking_server_env
 
     port = port or free_port()
     artifacts_dir = Path(artifacts_dir)
@@ -249,7 +249,7 @@ def random_model_archive(folder: Path, version: str) -> Path:
     repository's params.yaml, built by ``serving/build_mar.py`` in ``folder``/model-store."""
     import torch
 
-    from arcscan.model import ModelConfig, build_model, save_checkpoint
+    from arcscan.core.model import ModelConfig, build_model, save_checkpoint
 
     root = Path(__file__).resolve().parents[1]
     torch.manual_seed(0)

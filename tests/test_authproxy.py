@@ -23,7 +23,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from arcscan.authproxy import MAX_BODY_BYTES, AuthProxy, ProxyConfig
+from arcscan.ops.authproxy import MAX_BODY_BYTES, AuthProxy, ProxyConfig
 from arcscan.cli import main
 from servers import free_port
 
@@ -272,11 +272,11 @@ def test_the_tokens_file_is_read_again_so_tokens_can_be_rotated(proxy, tokens_fi
 
 
 def test_one_log_line_per_request_without_tokens_or_keys(proxy, torchserve, caplog):
-    caplog.set_level(logging.INFO, logger="arcscan.authproxy")
+    caplog.set_level(logging.INFO, logger="arcscan.ops.authproxy")
     torchserve.expired = True
     assert post(proxy).status_code == 200
     assert post(proxy, token="wrong-token-0123456789").status_code == 401
-    lines = [r.getMessage() for r in caplog.records if r.name == "arcscan.authproxy"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "arcscan.ops.authproxy"]
     assert len(lines) == 2, lines
     assert re.search(r'"POST /predictions/arcscan HTTP/1.1" 200 \d+ B \d+ ms \(TorchServe key replaced\)$', lines[0])
     assert re.search(r'"POST /predictions/arcscan HTTP/1.1" 401 \d+ B \d+ ms$', lines[1])

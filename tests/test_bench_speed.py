@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from arcscan.config import build, load_params
-from arcscan.patches import NEGATIVE, POSITIVE, unlabeled_set
-from arcscan.preprocess import PreprocessConfig
-from arcscan.synth import write_minute
+from arcscan.core.patches import NEGATIVE, POSITIVE, unlabeled_set
+from arcscan.core.preprocess import PreprocessConfig
+from arcscan.core.synth import write_minute
 from servers import random_model_archive
 
 ROOT = Path(__file__).resolve().parents[1]

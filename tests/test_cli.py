@@ -13,8 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from arcscan.model import ModelConfig, build_model, save_checkpoint
-from arcscan.synth import write_minute
+from arcscan.core.model import ModelConfig, build_model, save_checkpoint
+from arcscan.core.synth import write_minute
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def test_segment_writes_overlay_mask_and_summary(workspace):
     stem = minute.name.split(".")[0]
     for index in (0, 1):
         summary = json.loads((workspace / "out" / f"{stem}_{index:02d}.json").read_text())
-        assert summary["frame"] == index and summary["timestamp"].startswith("2026-01-01T06:00:0")
+        assert summary["file"] == minute.name and summary["index"] == index and summary["timestamp"].startswith("2026-01-01T06:00:0")
         assert 0 <= summary["arc_fraction"] <= 1 and isinstance(summary["objects"], list)
         mask = np.asarray(Image.open(workspace / "out" / f"{stem}_{index:02d}_mask.png"))
         assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}

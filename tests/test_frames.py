@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from arcscan.errors import InputError
-from arcscan.frames import decode_frames, read_frames, stream0_name, write_stream0
+from arcscan.io.frames import decode_frames, read_frames, stream0_name, write_stream0
 from hostile import CASES, Case, minute, npy, png16
 
 

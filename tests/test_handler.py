@@ -43,9 +43,9 @@ from ts.service import Service
 from urllib3 import encode_multipart_formdata
 
 from arcscan.config import load_params
-from arcscan.frames import Frame, encode_stream0
-from arcscan.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
-from arcscan.segment import Segmenter
+from arcscan.io.frames import Frame, encode_stream0
+from arcscan.core.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from arcscan.core.segment import Segmenter
 from serving.handler import ArcscanHandler
 from hostile import CASES, MIB, Case, minute, npy, png16, valid_bodies
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from arcscan.errors import InputError
-from arcscan.frames import read_frames
-from arcscan.patches import (
+from arcscan.io.frames import read_frames
+from arcscan.core.patches import (
     NEGATIVE, POSITIVE, UNLABELED, PatchSet, extract_patches, labelled_set, patch_mean,
     pick_labels_from_truth, read_label_csv, unlabeled_set, write_label_csv,
 )
-from arcscan.preprocess import PreprocessConfig, fov_mask, normalize
-from arcscan.synth import read_masks, write_minute
+from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize
+from arcscan.core.synth import read_masks, write_minute
 
 CONFIG = PreprocessConfig()
 

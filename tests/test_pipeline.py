@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arcscan import registry
+from arcscan.mlops import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from arcscan.pnu import PNURisk, estimate_prior, heuristic_eta, sigmoid_loss
+from arcscan.core.pnu import PNURisk, estimate_prior, heuristic_eta, sigmoid_loss
 
 
 @pytest.fixture
@@ -14,7 +14,7 @@ def scores():
 
 
 def risks(g_p, g_n, g_u, pi):
-    """The textbook risks, written out independently of arcscan.pnu."""
+    """The textbook risks, written out independently of arcscan.core.pnu."""
     l = lambda m: torch.sigmoid(-m).mean()  # noqa: E731
     r_pn = pi * l(g_p) + (1 - pi) * l(-g_n)
     r_pu = pi * l(g_p) - pi * l(-g_p) + l(-g_u)

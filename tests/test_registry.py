@@ -1,4 +1,4 @@
-"""arcscan.registry against real MLflow: a temporary SQLite store for the fast tests, real
+"""arcscan.mlops.registry against real MLflow: a temporary SQLite store for the fast tests, real
 tracking servers (SQLite, PostgreSQL) for the slow ones. Checkpoints are real random-weight
 ResNet18 state_dicts from build_model/save_checkpoint."""
 
@@ -12,9 +12,9 @@ import mlflow
 import pytest
 import torch
 
-from arcscan import registry
+from arcscan.mlops import registry
 from arcscan.errors import RegistryError
-from arcscan.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from arcscan.core.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
 from servers import mlflow_server, postgres_available, postgres_server
 
 NAME = "arcscan-test"

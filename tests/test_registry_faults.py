@@ -21,9 +21,9 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from arcscan import registry
-from arcscan.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
-from arcscan.patches import PatchSet
+from arcscan.mlops import registry
+from arcscan.core.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from arcscan.core.patches import PatchSet
 from servers import CrashProxy, free_port, mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +146,7 @@ def test_a_promotion_killed_at_any_step_leaves_the_champion_complete(tmp_path, m
 
 
 REGISTER = (
-    "import sys; from pathlib import Path; from arcscan import registry; registry.configure(); "
+    "import sys; from pathlib import Path; from arcscan.mlops import registry; registry.configure(); "
     "registry.register_version(sys.argv[1], sys.argv[2], Path(sys.argv[3]), None, [], {})"
 )
 

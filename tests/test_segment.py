@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from arcscan.errors import InputError
-from arcscan.frames import Frame
-from arcscan.model import ModelConfig, build_model
-from arcscan.patches import extract_patches
-from arcscan.preprocess import PreprocessConfig, fov_mask
-from arcscan.segment import CRFConfig, ScanConfig, Segmenter, _grid, arc_objects, dense_crf, scan_logits
+from arcscan.io.frames import Frame
+from arcscan.core.model import ModelConfig, build_model
+from arcscan.core.patches import extract_patches
+from arcscan.core.preprocess import PreprocessConfig, fov_mask
+from arcscan.core.segment import CRFConfig, ScanConfig, Segmenter, _grid, arc_objects, dense_crf, frame_record, scan_logits
 
 SMALL = PreprocessConfig(frame_shape=(64, 64), fov_center=(31.5, 31.5), fov_radius=28)
 
@@ -68,7 +68,7 @@ def test_segmenter_masks_stay_in_the_sky_disc(model):
     assert result.probability.shape == (64, 64) and result.mask.dtype == bool
     assert not (result.mask & ~fov).any() and not (result.mask_scan & ~fov).any()
     assert 0.0 <= result.arc_fraction <= 1.0 and result.scan_ms > 0 and result.crf_ms > 0
-    assert set(result.summary()) == {"arc_fraction", "objects", "scan_ms", "crf_ms"}
+    assert set(frame_record(frame, result)) == {"index", "timestamp", "site", "imager", "arc_fraction", "objects", "scan_ms", "crf_ms"}
 
 
 def test_wrong_frame_size_is_an_input_error(model):

@@ -24,7 +24,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 
-from arcscan.frames import encode_stream0
+from arcscan.io.frames import encode_stream0
 from hostile import CASES, Case, minute, npy, png16
 from serving import serve
 from servers import free_port, random_model_archive
@@ -213,8 +213,8 @@ def test_metrics_endpoint_shows_the_handler_metrics(server):
 def test_stream_client_delivers_every_frame_of_a_replayed_minute_exactly_once(server, tmp_path):
     from datetime import datetime, timezone
 
-    from arcscan.stream import RESULTS, StreamConfig, read_ledger, run_stream
-    from arcscan.synth import write_minute
+    from arcscan.ops.stream import RESULTS, StreamConfig, read_ledger, run_stream
+    from arcscan.core.synth import write_minute
 
     frames_path, _ = write_minute(tmp_path / "archive", seed=26, start=datetime(2026, 3, 1, 6, tzinfo=timezone.utc))
     config = StreamConfig(url=server.predictions_url(), token=server.key(), output=tmp_path / "out", concurrency=4)
@@ -233,8 +233,8 @@ def test_stream_client_renews_an_expired_key(server, tmp_path):
     management URL renews the key through TorchServe's token API and carries on."""
     from datetime import datetime, timezone
 
-    from arcscan.stream import StreamConfig, run_stream
-    from arcscan.synth import write_minute
+    from arcscan.ops.stream import StreamConfig, run_stream
+    from arcscan.core.synth import write_minute
 
     stale_file = server.key_file.read_text()
     stale_key = server.key()
@@ -298,8 +298,8 @@ def auth_proxy(server, tmp_path_factory):
 def test_stream_client_through_the_auth_proxy(server, auth_proxy, tmp_path):
     """The deployment's path: stream client (shared token from a plain token file) -> auth
     proxy -> TorchServe (the pod's own key); TorchServe's key alone does not pass the proxy."""
-    from arcscan.stream import RESULTS, StreamConfig, load_token, read_ledger, run_stream
-    from arcscan.synth import write_minute
+    from arcscan.ops.stream import RESULTS, StreamConfig, load_token, read_ledger, run_stream
+    from arcscan.core.synth import write_minute
 
     frames_path, _ = write_minute(tmp_path / "archive", seed=31, start=datetime(2026, 3, 3, 6, tzinfo=timezone.utc))
     token_file = tmp_path / "stream-token"

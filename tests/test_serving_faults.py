@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from arcscan.stream import FAILED, RESULTS, StreamConfig, StreamSummary, read_ledger, run_stream
-from arcscan.synth import write_minute
+from arcscan.ops.stream import FAILED, RESULTS, StreamConfig, StreamSummary, read_ledger, run_stream
+from arcscan.core.synth import write_minute
 from serving import serve
 from servers import random_model_archive
 

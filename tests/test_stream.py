@@ -28,10 +28,10 @@ import png
 import pytest
 
 from arcscan.errors import ArcscanError, InputError
-from arcscan.frames import decode_frames
-from arcscan.stream import FAILED, RESULTS, StreamConfig, load_token, read_ledger, replay_files, run_stream
-from arcscan.stream_cli import add_stream_parser
-from arcscan.synth import write_minute
+from arcscan.io.frames import decode_frames
+from arcscan.ops.stream import FAILED, RESULTS, StreamConfig, load_token, read_ledger, replay_files, run_stream
+from arcscan.ops.stream_cli import add_stream_parser
+from arcscan.core.synth import write_minute
 from servers import free_port
 
 TOKEN = "inference-key-1"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from arcscan.frames import read_frames, stream0_name
-from arcscan.synth import SceneConfig, generate_minute, mask_path, read_masks, write_minute
+from arcscan.io.frames import read_frames, stream0_name
+from arcscan.core.synth import SceneConfig, generate_minute, mask_path, read_masks, write_minute
 
 START = datetime(2026, 1, 1, 6, 0, tzinfo=timezone.utc)
 CONFIG = SceneConfig()

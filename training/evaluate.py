@@ -15,18 +15,18 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from arcscan import registry
+from arcscan.mlops import registry
 from arcscan.config import load_params
-from arcscan.frames import read_frames
-from arcscan.metrics import MaskAgreement, patch_metrics
-from arcscan.model import load_checkpoint
-from arcscan.patches import PatchSet
-from arcscan.plots import loss_curves, roc
-from arcscan.render import overlay, save_png
-from arcscan.preprocess import fov_mask, normalize
-from arcscan.segment import Segmenter
-from arcscan.synth import mask_path, read_masks
-from arcscan.train import predict_scores
+from arcscan.io.frames import read_frames
+from arcscan.core.metrics import MaskAgreement, patch_metrics
+from arcscan.core.model import load_checkpoint
+from arcscan.core.patches import PatchSet
+from arcscan.core.plots import loss_curves, roc
+from arcscan.core.render import overlay, save_png
+from arcscan.core.preprocess import fov_mask, normalize
+from arcscan.core.segment import Segmenter
+from arcscan.core.synth import mask_path, read_masks
+from arcscan.core.train import predict_scores
 
 
 def main(checkpoint: Path, test_patches: Path, test_frames: Path, reports: Path) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from arcscan.config import build, load_params
-from arcscan.frames import read_frames
-from arcscan.patches import pick_labels_from_truth, write_label_csv
-from arcscan.preprocess import PreprocessConfig
-from arcscan.synth import read_masks, write_minute
+from arcscan.io.frames import read_frames
+from arcscan.core.patches import pick_labels_from_truth, write_label_csv
+from arcscan.core.preprocess import PreprocessConfig
+from arcscan.core.synth import read_masks, write_minute
 
 
 def write_split(folder: Path, seeds: list[int], frames_per_minute: int, month: int) -> tuple[list, np.ndarray]:

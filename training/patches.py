@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from arcscan.config import build, load_params
-from arcscan.patches import POSITIVE, NEGATIVE, PatchSet, labelled_set, unlabeled_set
-from arcscan.preprocess import PreprocessConfig
-from arcscan.synth import mask_path, read_masks
+from arcscan.core.patches import POSITIVE, NEGATIVE, PatchSet, labelled_set, unlabeled_set
+from arcscan.core.preprocess import PreprocessConfig
+from arcscan.core.synth import mask_path, read_masks
 
 
 def main(data: Path, out: Path) -> None:

@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from arcscan import registry
+from arcscan.mlops import registry
 from arcscan.config import load_params
-from arcscan.model import export_onnx, load_checkpoint
+from arcscan.core.model import export_onnx, load_checkpoint
 
 
 def main(models: Path, metrics_path: Path, out: Path) -> None:

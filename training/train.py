@@ -15,11 +15,11 @@ from pathlib import Path
 import mlflow
 import yaml
 
-from arcscan import registry
+from arcscan.mlops import registry
 from arcscan.config import build, load_params
-from arcscan.model import ModelConfig, save_checkpoint
-from arcscan.patches import PatchSet
-from arcscan.train import TrainConfig, train_pnu
+from arcscan.core.model import ModelConfig, save_checkpoint
+from arcscan.core.patches import PatchSet
+from arcscan.core.train import TrainConfig, train_pnu
 
 
 def provenance_tags() -> dict[str, str]:

@@ -5,7 +5,7 @@ TorchServe 0.12 makes new random keys at every start and lets the inference key 
 key. The proxy holds the key of its own TorchServe for them:
 
 * Clients send ``POST /predictions/<model>[/<version>]`` with ``Authorization: Bearer <token>``,
-  a token of the shared tokens file (:func:`arcscan.tokens.shared_tokens`), read at every
+  a token of the shared tokens file (:func:`arcscan.ops.tokens.shared_tokens`), read at every
   request, so a rotated Kubernetes Secret counts as soon as the kubelet updates the file, and
   compared in constant time. No or another token: 401, before the body is read. Other paths:
   404, other methods: 405, a body over ``max_body_bytes`` (TorchServe's ``max_request_size``): 413.
@@ -43,7 +43,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from arcscan.errors import ArcscanError, InputError
-from arcscan.tokens import key_file_entry, shared_tokens
+from arcscan.ops.tokens import key_file_entry, shared_tokens
 
 log = logging.getLogger(__name__)
 

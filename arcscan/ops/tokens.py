@@ -2,7 +2,7 @@
 
 TorchServe 0.12 writes ``key_file.json`` (``{"inference": {"key": ...}, "management": {...},
 "API": {...}}``) into its working directory at every start. The stream clients and the auth
-proxy in front of each TorchServe (:mod:`arcscan.authproxy`) share tokens of their own instead:
+proxy in front of each TorchServe (:mod:`arcscan.ops.authproxy`) share tokens of their own instead:
 a plain text file, one token per line (blank lines and ``#`` comments ignored), typically a
 Kubernetes Secret mounted as a file. The proxy accepts every token in it and a client sends the
 first, so a rotation puts the new token first and drops the old one later.

@@ -1,7 +1,7 @@
 """The ``arcscan stream`` subcommand: send frames to the inference endpoint, one request each.
 
 Frames come from a watched folder or a replay; answers go to a resumable ledger in the output
-folder (see :mod:`arcscan.stream`).
+folder (see :mod:`arcscan.ops.stream`).
 
 Exit status 0 when every frame sent was acknowledged, 1 when some were recorded as failed,
 2 (from ``arcscan.cli``) for a bad configuration or a refused token.
@@ -54,7 +54,7 @@ def add_stream_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 
 def cmd_stream(args: argparse.Namespace) -> None:
-    from arcscan.stream import StreamConfig, load_token, run_stream
+    from arcscan.ops.stream import StreamConfig, load_token, run_stream
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     token = args.token if args.token or args.token_file else os.environ.get(TOKEN_ENV)

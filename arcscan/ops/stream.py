@@ -56,8 +56,8 @@ import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from arcscan.errors import ArcscanError, InputError
-from arcscan.frames import Frame, encode_stream0, read_frames
-from arcscan.tokens import client_token, key_file_entry
+from arcscan.io.frames import Frame, encode_stream0, read_frames
+from arcscan.ops.tokens import client_token, key_file_entry
 
 log = logging.getLogger(__name__)
 

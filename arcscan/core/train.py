@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from arcscan.model import ModelConfig, build_model, pick_device
-from arcscan.patches import NEGATIVE, POSITIVE, UNLABELED, PatchSet
-from arcscan.pnu import PNURisk, estimate_prior, heuristic_eta
+from arcscan.core.model import ModelConfig, build_model, pick_device
+from arcscan.core.patches import NEGATIVE, POSITIVE, UNLABELED, PatchSet
+from arcscan.core.pnu import PNURisk, estimate_prior, heuristic_eta
 
 
 @dataclass(frozen=True)

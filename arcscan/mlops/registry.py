@@ -49,7 +49,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from arcscan.errors import RegistryError
-from arcscan.model import load_checkpoint
+from arcscan.core.model import load_checkpoint
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

@@ -24,8 +24,8 @@ from skimage.morphology import skeletonize
 
 from arcscan.config import build
 from arcscan.errors import InputError
-from arcscan.frames import Frame
-from arcscan.preprocess import PreprocessConfig, fov_mask, normalize
+from arcscan.io.frames import Frame
+from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize
 
 _OUTSIDE_LOGIT = -20.0  # score given where no patch was scored (beyond the sky disc)
 
@@ -80,13 +80,20 @@ class Segmentation:
     scan_ms: float = 0.0
     crf_ms: float = 0.0
 
-    def summary(self) -> dict:
-        return {
-            "arc_fraction": self.arc_fraction,
-            "objects": [asdict(o) for o in self.objects],
-            "scan_ms": self.scan_ms,
-            "crf_ms": self.crf_ms,
-        }
+
+def frame_record(frame: Frame, result: Segmentation) -> dict:
+    """The answer for one segmented frame, in the one shape that the TorchServe handler
+    returns, the stream client records and ``arcscan segment`` writes (JSON-ready)."""
+    return {
+        "index": frame.index,
+        "timestamp": frame.timestamp.isoformat() if frame.timestamp else None,
+        "site": frame.site,
+        "imager": frame.imager,
+        "arc_fraction": result.arc_fraction,
+        "objects": [asdict(o) for o in result.objects],
+        "scan_ms": round(result.scan_ms, 2),
+        "crf_ms": round(result.crf_ms, 2),
+    }
 
 
 def _grid(n: int, stride: int) -> np.ndarray:

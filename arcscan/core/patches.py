@@ -1,8 +1,8 @@
 """Patch sets: labelled (arc / other) patches with provenance, and unlabeled patches.
 
 A patch of size s is centred on pixel (x, y): rows y - s/2 .. y + s/2 - 1, columns likewise,
-cut from the *normalised* frame (:func:`arcscan.preprocess.normalize`) with zeros beyond the
-frame edge. The raster scan in :mod:`arcscan.segment` uses the same convention, so a pixel's
+cut from the *normalised* frame (:func:`arcscan.core.preprocess.normalize`) with zeros beyond the
+frame edge. The raster scan in :mod:`arcscan.core.segment` uses the same convention, so a pixel's
 score at test time is the score of exactly such a patch.
 
 Labels come from a CSV of patch centres (``file,frame,x,y,label`` with label ``arc``/``other``
@@ -20,8 +20,8 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 
 from arcscan.errors import InputError
-from arcscan.frames import Frame, read_frames
-from arcscan.preprocess import PreprocessConfig, fov_mask, normalize
+from arcscan.io.frames import Frame, read_frames
+from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize
 
 POSITIVE, NEGATIVE, UNLABELED = 1, 0, -1
 CSV_FIELDS = ("file", "frame", "x", "y", "label")

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from arcscan.frames import Frame, format_timestamp, stream0_name, write_stream0
+from arcscan.io.frames import Frame, format_timestamp, stream0_name, write_stream0
 
 CADENCE_S = 3.0
 EARTH_RADIUS_KM = 6371.0
