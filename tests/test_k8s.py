@@ -1,7 +1,7 @@
 """Offline checks of the deployment: container images, Kubernetes manifests, Prometheus.
 
 Every overlay renders with kustomize, validates strictly against the Kubernetes schema, passes
-checkov, and passes the semantic checks of ``k8s/checks.py``; Prometheus' configuration,
+checkov, and passes the semantic checks of ``k8s.checks``; Prometheus' configuration,
 rules and rule unit tests pass promtool. The second half feeds broken copies to the same check
 functions to show that each kind of mistake is caught.
 
@@ -12,7 +12,6 @@ why, only when its tool is not installed.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import re
 import shutil
@@ -22,11 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("k8s_checks", ROOT / "k8s" / "checks.py")
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
+import k8s.checks as checks
 
+ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
 MONITORING = K8S / "monitoring"
 OVERLAYS = ("dev", "prod")
@@ -181,10 +178,10 @@ def test_semantics(rendered, overlay):
 
 
 def test_the_cluster_writes_the_auth_ini_arcscan_writes_locally(rendered, tmp_path):
-    """MLflow's init container writes what arcscan.registry.write_auth_config writes for
+    """MLflow's init container writes what arcscan.mlops.registry.write_auth_config writes for
     ``arcscan mlflow-server --auth`` (the same app, default permission and admin), with the
     PostgreSQL URI from the arcscan-postgres Secret's variables."""
-    from arcscan import registry
+    from arcscan.mlops import registry
 
     spec = checks.pod_template(checks.find(rendered["prod"], "Deployment", "arcscan-mlflow")[0])["spec"]
     [init] = spec["initContainers"]

@@ -1,0 +1,1 @@
+"""arcscan's deployment files (Kubernetes manifests, Prometheus) and their offline checks (``k8s.checks``)."""
