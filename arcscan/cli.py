@@ -16,12 +16,12 @@ from pathlib import Path
 
 from arcscan.ops.authproxy import add_auth_proxy_parser
 from arcscan.errors import ArcscanError
-from arcscan.ops.stream_cli import add_stream_parser
+from arcscan.ops.stream.cli import add_stream_parser
 
 
 def _segmenter(args: argparse.Namespace):
     """The model from a checkpoint file, or from the registry alias (``--alias``)."""
-    from arcscan.mlops import registry
+    from arcscan import mlops
     from arcscan.config import load_params
     from arcscan.core.model import load_checkpoint
     from arcscan.core.segment import Segmenter
@@ -29,9 +29,9 @@ def _segmenter(args: argparse.Namespace):
     params = load_params(args.params)
     if args.alias:
         folder = Path(tempfile.mkdtemp(prefix="arcscan-model-"))
-        with registry.errors_explained():
-            registry.configure()
-            checkpoint, version = registry.download_checkpoint(params["register"]["model_name"], args.alias, folder)
+        with mlops.errors_explained():
+            mlops.configure()
+            checkpoint, version = mlops.download_checkpoint(params["register"]["model_name"], args.alias, folder)
         print(f"model: {params['register']['model_name']} version {version.version} (@{args.alias})", file=sys.stderr)
     else:
         checkpoint = Path(args.checkpoint)
@@ -82,39 +82,39 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
-    from arcscan.mlops import registry
+    from arcscan import mlops
     from arcscan.config import load_params
 
     section = load_params(args.params)["register"]
-    with registry.errors_explained():
-        registry.configure()
-        result = registry.promote(section["model_name"], section["metric"], force=args.force)
+    with mlops.errors_explained():
+        mlops.configure()
+        result = mlops.promote(section["model_name"], section["metric"], force=args.force)
     print(result.reason)
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
-    from arcscan.mlops import registry
+    from arcscan import mlops
     from arcscan.config import load_params
 
-    with registry.errors_explained():
-        registry.configure()
-        result = registry.rollback(load_params(args.params)["register"]["model_name"])
+    with mlops.errors_explained():
+        mlops.configure()
+        result = mlops.rollback(load_params(args.params)["register"]["model_name"])
     print(result.reason)
 
 
 def cmd_mlflow_server(args: argparse.Namespace) -> None:
-    from arcscan.mlops import registry
+    from arcscan import mlops
 
-    backend = args.backend_store_uri or registry.default_backend_store_uri()
-    command = registry.tracking_server_command(backend, Path(args.artifacts), args.host, args.port, auth=args.auth)
+    backend = args.backend_store_uri or mlops.default_backend_store_uri()
+    command = mlops.tracking_server_command(backend, Path(args.artifacts), args.host, args.port, auth=args.auth)
     auth_config = None
     if args.auth:
         folder = Path(args.artifacts).absolute().parent
         database = args.auth_database_uri or f"sqlite:///{folder / 'basic_auth.db'}"
-        auth_config = registry.write_auth_config(folder / "basic_auth.ini", database)
+        auth_config = mlops.write_auth_config(folder / "basic_auth.ini", database)
     print(f"MLflow tracking server on http://{args.host}:{args.port} (backend {backend.split('@')[-1]}"
           f"{', basic auth' if args.auth else ''})", file=sys.stderr)
-    raise SystemExit(subprocess.call(command, env=registry.tracking_server_env(auth_config=auth_config)))
+    raise SystemExit(subprocess.call(command, env=mlops.tracking_server_env(auth_config=auth_config)))
 
 
 def build_parser() -> argparse.ArgumentParser:

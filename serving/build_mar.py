@@ -118,11 +118,11 @@ def build(checkpoint: Path, params: Path, info: dict, output: Path, name: str = 
 
 def from_registry(model_name: str, alias: str, folder: Path) -> tuple[Path, Path, dict]:
     """Download ``model_name@alias``: (checkpoint, params.yaml, model_info)."""
-    from arcscan.mlops import registry
+    from arcscan import mlops
 
-    with registry.failures_reported("build_mar"):
-        registry.configure()
-        checkpoint, version = registry.download_checkpoint(model_name, alias, folder)
+    with mlops.failures_reported("build_mar"):
+        mlops.configure()
+        checkpoint, version = mlops.download_checkpoint(model_name, alias, folder)
     params, params_origin = checkpoint.parent / "params.yaml", "registry"
     if not params.is_file():
         warnings.warn(

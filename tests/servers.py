@@ -131,11 +131,11 @@ def mlflow_server(
     auth_config: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """``mlflow server`` (``registry.tracking_server_command``) on 127.0.0.1 (a free port
+    """``mlflow server`` (``mlops.tracking_server_command``) on 127.0.0.1 (a free port
     unless ``port`` is given: a restart on the same address); with ``auth_config`` (an ini
-    from ``registry.write_auth_config``) the basic-auth app, the secrets in ``env``. Yields
+    from ``mlops.write_auth_config``) the basic-auth app, the secrets in ``env``. Yields
     ``http://127.0.0.1:PORT`` once ``/health`` answers."""
-    from arcscan.mlops.registry import tracking_server_command, tracking_server_env
+    from arcscan.mlops import tracking_server_command, tracking_server_env
 
     port = port or free_port()
     artifacts_dir = Path(artifacts_dir)

@@ -178,10 +178,10 @@ def test_semantics(rendered, overlay):
 
 
 def test_the_cluster_writes_the_auth_ini_arcscan_writes_locally(rendered, tmp_path):
-    """MLflow's init container writes what arcscan.mlops.registry.write_auth_config writes for
+    """MLflow's init container writes what arcscan.mlops.write_auth_config writes for
     ``arcscan mlflow-server --auth`` (the same app, default permission and admin), with the
     PostgreSQL URI from the arcscan-postgres Secret's variables."""
-    from arcscan.mlops import registry
+    from arcscan import mlops
 
     spec = checks.pod_template(checks.find(rendered["prod"], "Deployment", "arcscan-mlflow")[0])["spec"]
     [init] = spec["initContainers"]
@@ -189,9 +189,9 @@ def test_the_cluster_writes_the_auth_ini_arcscan_writes_locally(rendered, tmp_pa
     script = init["args"][0].replace(str(config.parent), str(tmp_path))
     secret = {"POSTGRES_USER": "mlflow", "POSTGRES_PASSWORD": "0123abcd", "POSTGRES_DB": "mlflow"}
     subprocess.run([*init["command"], script], env={"PATH": os.environ["PATH"], **secret}, check=True, timeout=30)
-    expected = registry.write_auth_config(tmp_path / "expected.ini", "postgresql+psycopg2://mlflow:0123abcd@arcscan-postgres:5432/mlflow")
+    expected = mlops.write_auth_config(tmp_path / "expected.ini", "postgresql+psycopg2://mlflow:0123abcd@arcscan-postgres:5432/mlflow")
     assert (tmp_path / config.name).read_text() == expected.read_text()
-    assert checks.MLFLOW_AUTH_APP == registry.AUTH_APP
+    assert checks.MLFLOW_AUTH_APP == mlops.AUTH_APP
 
 
 def test_stream_client_and_auth_proxy_arguments_are_accepted_by_the_arcscan_cli(rendered):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arcscan.mlops import registry
+from arcscan import mlops
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -65,18 +65,18 @@ def test_repro_registers_then_does_nothing_then_reruns_only_what_changed(clone, 
     monkeypatch.chdir(clone)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     name = yaml.safe_load((clone / "params.yaml").read_text())["register"]["model_name"]
-    assert registry.resolve(name, "challenger").version == "1"
-    run = registry._client().get_run(registry.resolve(name, "challenger").run_id)
+    assert mlops.resolve(name, "challenger").version == "1"
+    run = mlops.mlflow_client().get_run(mlops.resolve(name, "challenger").run_id)
     assert run.data.tags["data_dvc_md5"] == yaml.safe_load((clone / "data.dvc").read_text())["outs"][0]["md5"]
     assert len(run.data.tags["git_commit"]) == 40 and "pixel_iou_crf" in run.data.metrics
     assert "train.eta" in run.data.params and "risk" in run.data.metrics
 
     promoted = _run([str(BIN / "arcscan"), "promote"], clone)
-    assert "champion" in promoted and registry.resolve(name, "champion").version == "1"
+    assert "champion" in promoted and mlops.resolve(name, "champion").version == "1"
 
     second = _run([str(BIN / "dvc"), "repro"], clone)
     assert "Running stage" not in second
-    assert registry.resolve(name, "challenger").version == "1"
+    assert mlops.resolve(name, "challenger").version == "1"
 
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["crf"]["iterations"] = 3
@@ -84,5 +84,5 @@ def test_repro_registers_then_does_nothing_then_reruns_only_what_changed(clone, 
     third = _run([str(BIN / "dvc"), "repro"], clone)
     assert "Running stage 'evaluate'" in third and "Running stage 'register'" in third
     assert "Running stage 'train'" not in third and "Running stage 'patches'" not in third
-    assert registry.resolve(name, "challenger").version == "2"
-    assert registry.resolve(name, "champion").version == "1"  # promotion stays a deliberate step
+    assert mlops.resolve(name, "challenger").version == "2"
+    assert mlops.resolve(name, "champion").version == "1"  # promotion stays a deliberate step

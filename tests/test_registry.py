@@ -12,7 +12,7 @@ import mlflow
 import pytest
 import torch
 
-from arcscan.mlops import registry
+from arcscan import mlops
 from arcscan.errors import RegistryError
 from arcscan.core.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
 from servers import mlflow_server, postgres_available, postgres_server
@@ -38,7 +38,7 @@ def _reset_mlflow_uris():
 def _use_store(monkeypatch, uri: str) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    registry.configure()
+    mlops.configure()
 
 
 @pytest.fixture
@@ -51,18 +51,18 @@ def store(tmp_path, monkeypatch):
 
 
 def _run(metric: float | None = None) -> str:
-    with mlflow.start_run(experiment_id=registry.experiment_id()) as run:
+    with mlflow.start_run(experiment_id=mlops.experiment_id()) as run:
         if metric is not None:
             mlflow.log_metric(METRIC, metric)
     return run.info.run_id
 
 
 def _register(checkpoint: Path, metric: float | None, files: list[Path] = (), onnx: Path | None = None):
-    return registry.register_version(_run(metric), NAME, checkpoint, onnx, list(files), {"source": "test"})
+    return mlops.register_version(_run(metric), NAME, checkpoint, onnx, list(files), {"source": "test"})
 
 
 def _champion() -> str:
-    return registry.resolve(NAME, "champion").version
+    return mlops.resolve(NAME, "champion").version
 
 
 def _tags(version: str) -> dict[str, str]:
@@ -79,32 +79,32 @@ def _history() -> list[str]:
 def test_default_store_is_sqlite_under_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert registry.tracking_uri() == f"sqlite:///{tmp_path}/mlflow/store/mlflow.db"
-    assert registry.default_backend_store_uri() == registry.tracking_uri()
+    assert mlops.tracking_uri() == f"sqlite:///{tmp_path}/mlflow/store/mlflow.db"
+    assert mlops.default_backend_store_uri() == mlops.tracking_uri()
     assert (tmp_path / "mlflow" / "store").is_dir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
-    assert registry.tracking_uri() == "http://127.0.0.1:1"
+    assert mlops.tracking_uri() == "http://127.0.0.1:1"
 
 
 def test_tracking_server_command_is_local_single_worker(tmp_path):
-    argv = registry.tracking_server_command("sqlite:///x.db", tmp_path / "art", port=5123)
+    argv = mlops.tracking_server_command("sqlite:///x.db", tmp_path / "art", port=5123)
     assert argv[:4] == [sys.executable, "-m", "mlflow", "server"]
     option = dict(zip(argv[4:], argv[5:]))
     assert option["--backend-store-uri"] == "sqlite:///x.db" and option["--workers"] == "1"
     assert option["--artifacts-destination"] == (tmp_path / "art").as_uri() and "--serve-artifacts" in argv
     assert (option["--host"], option["--port"]) == ("127.0.0.1", "5123")
     assert set(option["--allowed-hosts"].split(",")) == {"localhost", "localhost:5123", "127.0.0.1", "127.0.0.1:5123"}
-    extra = registry.tracking_server_command("sqlite:///x.db", tmp_path, "0.0.0.0", 5000, ("mlflow.arcscan",))
+    extra = mlops.tracking_server_command("sqlite:///x.db", tmp_path, "0.0.0.0", 5000, ("mlflow.arcscan",))
     assert "mlflow.arcscan:5000" in extra[extra.index("--allowed-hosts") + 1].split(",")
-    env = registry.tracking_server_env({"MLFLOW_TRACKING_URI": "http://x", "PATH": "/bin"})
+    env = mlops.tracking_server_env({"MLFLOW_TRACKING_URI": "http://x", "PATH": "/bin"})
     assert env == {"PATH": "/bin", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def test_experiment_artifacts_next_to_sqlite_store(store):
-    experiment = mlflow.MlflowClient().get_experiment(registry.experiment_id())
+    experiment = mlflow.MlflowClient().get_experiment(mlops.experiment_id())
     assert experiment.name == "arcscan"
     assert experiment.artifact_location == (store / "store" / "artifacts").as_uri()
-    assert registry.experiment_id() == experiment.experiment_id  # get, not create again
+    assert mlops.experiment_id() == experiment.experiment_id  # get, not create again
     _run(0.5)
     assert not (store / "mlruns").exists()
 
@@ -122,12 +122,12 @@ def test_register_versions_challenger_complete_and_loadable(store, checkpoint):
     assert first.tags["source"] == "test" and first.source.endswith(f"{first.run_id}/artifacts/{folder}")
     assert sorted(p.name for p in Path(first.source.removeprefix("file://")).iterdir()) == [
         "model.onnx", "model.pt", "params.yaml"]
-    assert registry.resolve(NAME, "challenger").version == "1"
+    assert mlops.resolve(NAME, "challenger").version == "1"
 
     second = _register(checkpoint, 0.6)
-    assert second.version == "2" and registry.resolve(NAME, "challenger").version == "2"
+    assert second.version == "2" and mlops.resolve(NAME, "challenger").version == "2"
 
-    path, version = registry.download_checkpoint(NAME, "challenger", store / "download")
+    path, version = mlops.download_checkpoint(NAME, "challenger", store / "download")
     assert version.version == "2" and path.name == "model.pt"
     assert (path.parent / "params.yaml").is_file() is False  # version 2 was registered without extra files
     assert torch.load(path, weights_only=True)["config"] == {"patch_size": 32, "in_channels": 1, "stem_stride": 2}
@@ -135,7 +135,7 @@ def test_register_versions_challenger_complete_and_loadable(store, checkpoint):
     expected, _ = load_checkpoint(checkpoint)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), expected.state_dict().values()))
     with pytest.raises(RegistryError, match="no alias @champion"):
-        registry.download_checkpoint(NAME, "champion", store / "download")
+        mlops.download_checkpoint(NAME, "champion", store / "download")
 
 
 def test_register_refuses_a_broken_checkpoint_and_moves_no_alias(store, checkpoint):
@@ -145,8 +145,8 @@ def test_register_refuses_a_broken_checkpoint_and_moves_no_alias(store, checkpoi
     with pytest.raises(RegistryError, match="not a loadable arcscan checkpoint"):
         _register(broken, 0.9)
     with pytest.raises(RegistryError, match="set by register_version"):
-        registry.register_version(_run(0.9), NAME, checkpoint, None, [], {"complete": "true"})
-    assert registry.resolve(NAME, "challenger").version == "1"
+        mlops.register_version(_run(0.9), NAME, checkpoint, None, [], {"complete": "true"})
+    assert mlops.resolve(NAME, "challenger").version == "1"
 
 
 def test_incomplete_version_gets_no_alias(store, checkpoint, monkeypatch):
@@ -155,84 +155,84 @@ def test_incomplete_version_gets_no_alias(store, checkpoint, monkeypatch):
     def fail(*args, **kwargs):
         raise RegistryError("simulated: download failed")
 
-    monkeypatch.setattr(registry, "_fetch_checkpoint", fail)
+    monkeypatch.setattr(mlops.registry, "_fetch_checkpoint", fail)
     with pytest.raises(RegistryError, match="simulated"):
         _register(checkpoint, 0.9)
     client = mlflow.MlflowClient()
     assert client.get_model_version(NAME, "2").tags["complete"] == "false"
-    assert registry.resolve(NAME, "challenger").version == "1"
+    assert mlops.resolve(NAME, "challenger").version == "1"
     client.set_registered_model_alias(NAME, "challenger", "2")  # by hand: promote must refuse
     with pytest.raises(RegistryError, match="not complete"):
-        registry.promote(NAME, METRIC)
+        mlops.promote(NAME, METRIC)
     with pytest.raises(RegistryError, match="not complete"):
-        registry.download_checkpoint(NAME, "challenger", store / "download")
+        mlops.download_checkpoint(NAME, "challenger", store / "download")
 
 
 def test_promote_refuse_force_rollback_and_tags(store, checkpoint):
     with pytest.raises(RegistryError, match="no registered model"):
-        registry.promote(NAME, METRIC)
+        mlops.promote(NAME, METRIC)
     _register(checkpoint, 0.50)
 
-    first = registry.promote(NAME, METRIC)
+    first = mlops.promote(NAME, METRIC)
     assert first.promoted and first.champion_before is None and first.champion_after == "1"
     assert _champion() == "1" and _history() == ["1"]
     tags = _tags("1")
     assert tags["promotion"] == "first" and tags["promoted_from"] == "none" and "promoted_at" in tags
-    again = registry.promote(NAME, METRIC)
+    again = mlops.promote(NAME, METRIC)
     assert not again.promoted and "already" in again.reason
 
     _register(checkpoint, 0.40)  # worse
-    worse = registry.promote(NAME, METRIC)
+    worse = mlops.promote(NAME, METRIC)
     assert not worse.promoted and "not better" in worse.reason
     assert (worse.challenger, worse.challenger_value, worse.champion_value) == ("2", 0.40, 0.50)
     assert _champion() == "1" and "promoted_at" not in _tags("2")
 
     _register(checkpoint, 0.70)  # better
-    better = registry.promote(NAME, METRIC)
+    better = mlops.promote(NAME, METRIC)
     assert better.promoted and (better.champion_before, better.champion_after) == ("1", "3")
     assert _champion() == "3" and _history() == ["1", "3"]
     assert _tags("3")["promotion"] == "better" and _tags("3")["promoted_from"] == "1"
     assert "demoted_at" in _tags("1") and _tags("1")["demoted_by"] == "3"
 
     _register(checkpoint, 0.10)  # much worse, forced
-    forced = registry.promote(NAME, METRIC, force=True)
+    forced = mlops.promote(NAME, METRIC, force=True)
     assert forced.promoted and _champion() == "4" and _tags("4")["promotion"] == "forced"
     assert _history() == ["1", "3", "4"]
 
-    back = registry.rollback(NAME)
+    back = mlops.rollback(NAME)
     assert back.promoted and (back.champion_before, back.champion_after) == ("4", "3")
     assert _champion() == "3" and _history() == ["1", "3"]
     assert _tags("3")["rolled_back_from"] == "4" and "rolled_back_at" in _tags("3")
     assert "demoted_at" in _tags("4")
-    registry.rollback(NAME)
+    mlops.rollback(NAME)
     assert _champion() == "1" and _history() == ["1"]
     with pytest.raises(RegistryError, match="no previous @champion"):
-        registry.rollback(NAME)
+        mlops.rollback(NAME)
     assert _champion() == "1"
 
     # lower is better: challenger 4 (0.10) beats champion 1 (0.50)
-    assert registry.promote(NAME, METRIC, higher_is_better=False).champion_after == "4"
+    assert mlops.promote(NAME, METRIC, higher_is_better=False).champion_after == "4"
 
 
 def test_rollback_without_history_and_missing_metric(store, checkpoint):
     _register(checkpoint, 0.5)
     with pytest.raises(RegistryError, match="no previous @champion"):
-        registry.rollback(NAME)
-    registry.promote(NAME, METRIC)
+        mlops.rollback(NAME)
+    mlops.promote(NAME, METRIC)
     with pytest.raises(RegistryError, match="no previous @champion"):
-        registry.rollback(NAME)
+        mlops.rollback(NAME)
     _register(checkpoint, None)  # its run never logged the metric
     with pytest.raises(RegistryError, match="no metric 'pixel_iou_crf'"):
-        registry.promote(NAME, METRIC)
+        mlops.promote(NAME, METRIC)
     with pytest.raises(RegistryError, match="no metric"):
-        registry.promote(NAME, METRIC, force=True)
+        mlops.promote(NAME, METRIC, force=True)
     assert _champion() == "1"
 
 
 def test_crash_before_alias_move_keeps_champion_and_history(store, checkpoint, monkeypatch):
     for value in (0.5, 0.6):
         _register(checkpoint, value)
-        registry.promote(NAME, METRIC)
+        mlops.promote(NAME, METRIC)
     _register(checkpoint, 0.9)
 
     class Crash(BaseException):
@@ -244,12 +244,12 @@ def test_crash_before_alias_move_keeps_champion_and_history(store, checkpoint, m
     with monkeypatch.context() as patch:
         patch.setattr(mlflow.MlflowClient, "set_registered_model_alias", crash)
         with pytest.raises(Crash):
-            registry.promote(NAME, METRIC)  # tags and history written, alias not moved
+            mlops.promote(NAME, METRIC)  # tags and history written, alias not moved
         with pytest.raises(Crash):
-            registry.rollback(NAME)
+            mlops.rollback(NAME)
     assert _champion() == "2"  # the alias never moved
-    assert registry.rollback(NAME).champion_after == "1"  # history repaired: 2 was on top
-    assert registry.promote(NAME, METRIC).champion_after == "3"
+    assert mlops.rollback(NAME).champion_after == "1"  # history repaired: 2 was on top
+    assert mlops.promote(NAME, METRIC).champion_after == "3"
     assert _history() == ["1", "3"]
 
 
@@ -258,19 +258,19 @@ def test_crash_before_alias_move_keeps_champion_and_history(store, checkpoint, m
 
 def _register_and_promote_through(url: str, monkeypatch, checkpoint: Path, tmp_path: Path) -> None:
     _use_store(monkeypatch, url)
-    assert registry.tracking_uri() == url
+    assert mlops.tracking_uri() == url
     first = _register(checkpoint, 0.5)
     second = _register(checkpoint, 0.8)
     assert (first.version, second.version) == ("1", "2")
     assert second.source.startswith("mlflow-artifacts:/") and second.tags["complete"] == "true"
-    assert registry.promote(NAME, METRIC).champion_after == "2"  # first promotion
+    assert mlops.promote(NAME, METRIC).champion_after == "2"  # first promotion
     _register(checkpoint, 0.6)
-    assert not registry.promote(NAME, METRIC).promoted
-    path, version = registry.download_checkpoint(NAME, "champion", tmp_path / "download")
+    assert not mlops.promote(NAME, METRIC).promoted
+    path, version = mlops.download_checkpoint(NAME, "champion", tmp_path / "download")
     assert version.version == "2"
     load_checkpoint(path)
-    assert registry.promote(NAME, METRIC, force=True).champion_after == "3"
-    assert registry.rollback(NAME).champion_after == "2"
+    assert mlops.promote(NAME, METRIC, force=True).champion_after == "3"
+    assert mlops.rollback(NAME).champion_after == "2"
 
 
 @pytest.mark.slow
@@ -301,11 +301,11 @@ def test_reregistering_a_run_never_changes_an_earlier_version(store, checkpoint)
     run_id = _run(0.5)
     params = store / "params.yaml"
     params.write_text("crf:\n  iterations: 5\n")
-    first = registry.register_version(run_id, NAME, checkpoint, None, [params], {})
+    first = mlops.register_version(run_id, NAME, checkpoint, None, [params], {})
     params.write_text("crf:\n  iterations: 10\n")
-    second = registry.register_version(run_id, NAME, checkpoint, None, [params], {})
+    second = mlops.register_version(run_id, NAME, checkpoint, None, [params], {})
     assert first.tags["artifacts"] != second.tags["artifacts"]
-    path, _ = registry.download_checkpoint(NAME, "challenger", store / "second")
+    path, _ = mlops.download_checkpoint(NAME, "challenger", store / "second")
     assert "iterations: 10" in (path.parent / "params.yaml").read_text()
     first_files = Path(first.source.removeprefix("file://"))
     assert "iterations: 5" in (first_files / "params.yaml").read_text()
@@ -315,11 +315,11 @@ def test_each_version_keeps_the_metrics_it_was_registered_with(store, checkpoint
     """Re-evaluating a run (e.g. with another scan stride) and registering it again must
     compare the new evaluation with the champion's own, not the run's latest value."""
     run_id = _run(0.5)
-    first = registry.register_version(run_id, NAME, checkpoint, None, [], {})
-    registry.promote(NAME, METRIC)
+    first = mlops.register_version(run_id, NAME, checkpoint, None, [], {})
+    mlops.promote(NAME, METRIC)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metric(METRIC, 0.6)
-    second = registry.register_version(run_id, NAME, checkpoint, None, [], {})
+    second = mlops.register_version(run_id, NAME, checkpoint, None, [], {})
     assert first.tags[f"metric.{METRIC}"] == "0.5" and second.tags[f"metric.{METRIC}"] == "0.6"
-    result = registry.promote(NAME, METRIC)
+    result = mlops.promote(NAME, METRIC)
     assert result.promoted and (result.champion_value, result.challenger_value) == (0.5, 0.6)

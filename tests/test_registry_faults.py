@@ -21,7 +21,8 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from arcscan.mlops import registry
+from arcscan import mlops
+from arcscan.errors import RegistryError
 from arcscan.core.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
 from arcscan.core.patches import PatchSet
 from servers import CrashProxy, free_port, mlflow_server
@@ -63,13 +64,13 @@ def _use(monkeypatch, url: str, user: str | None = None, password: str | None = 
             monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
-    registry.configure()
+    mlops.configure()
 
 
 def _register(checkpoint: Path, metric: float) -> str:
-    with mlflow.start_run(experiment_id=registry.experiment_id()) as run:
+    with mlflow.start_run(experiment_id=mlops.experiment_id()) as run:
         mlflow.log_metric(METRIC, metric)
-    return registry.register_version(run.info.run_id, NAME, checkpoint, None, [], {}).version
+    return mlops.register_version(run.info.run_id, NAME, checkpoint, None, [], {}).version
 
 
 def _aliases() -> dict[str, str]:
@@ -80,7 +81,7 @@ def assert_aliases_complete_and_loadable(folder: Path) -> dict[str, str]:
     """Every alias points at a complete=true version whose checkpoint downloads and loads."""
     aliases = _aliases()
     for alias, version in aliases.items():
-        path, mv = registry.download_checkpoint(NAME, alias, folder / f"{alias}-{version}-{time.monotonic_ns()}")
+        path, mv = mlops.download_checkpoint(NAME, alias, folder / f"{alias}-{version}-{time.monotonic_ns()}")
         assert mv.tags.get("complete") == "true", (alias, version, mv.tags)
         load_checkpoint(path)
     return aliases
@@ -125,7 +126,7 @@ def test_a_promotion_killed_at_any_step_leaves_the_champion_complete(tmp_path, m
     with mlflow_server(backend, artifacts) as url, CrashProxy(url) as proxy:
         _use(monkeypatch, url)
         assert _register(checkpoint, 0.5) == "1"
-        assert registry.promote(NAME, METRIC).champion_after == "1"
+        assert mlops.promote(NAME, METRIC).champion_after == "1"
         assert _register(checkpoint, 0.8) == "2"
 
         def check() -> None:
@@ -136,18 +137,18 @@ def test_a_promotion_killed_at_any_step_leaves_the_champion_complete(tmp_path, m
         assert len(died_at) >= 8 and died_at[-1].endswith("registered-models/alias"), died_at  # the last write moves the alias
         print(f"\npromote killed before each of its {len(died_at)} requests and after the last: champion always complete")
         assert _aliases() == {"champion": "2", "challenger": "2"}
-        assert registry.rollback(NAME).champion_after == "1"  # history intact: 2 on top of 1
+        assert mlops.rollback(NAME).champion_after == "1"  # history intact: 2 on top of 1
 
         assert crash_after_the_last_step(proxy, promote, len(died_at)).startswith("POST /api/2.0/mlflow/registered-models/alias")
         assert _aliases()["champion"] == "2"
         check()
-        assert registry.rollback(NAME).champion_after == "1"
-        assert registry.promote(NAME, METRIC).champion_after == "2"
+        assert mlops.rollback(NAME).champion_after == "1"
+        assert mlops.promote(NAME, METRIC).champion_after == "2"
 
 
 REGISTER = (
-    "import sys; from pathlib import Path; from arcscan.mlops import registry; registry.configure(); "
-    "registry.register_version(sys.argv[1], sys.argv[2], Path(sys.argv[3]), None, [], {})"
+    "import sys; from pathlib import Path; from arcscan import mlops; mlops.configure(); "
+    "mlops.register_version(sys.argv[1], sys.argv[2], Path(sys.argv[3]), None, [], {})"
 )
 
 
@@ -156,7 +157,7 @@ def test_a_registration_killed_at_any_step_never_aliases_an_incomplete_version(t
     with mlflow_server(backend, artifacts) as url, CrashProxy(url) as proxy:
         _use(monkeypatch, url)
         assert _register(checkpoint, 0.5) == "1"
-        with mlflow.start_run(experiment_id=registry.experiment_id()) as run:
+        with mlflow.start_run(experiment_id=mlops.experiment_id()) as run:
             mlflow.log_metric(METRIC, 0.9)
 
         command = [sys.executable, "-c", REGISTER, run.info.run_id, NAME, str(checkpoint)]
@@ -170,8 +171,8 @@ def test_a_registration_killed_at_any_step_never_aliases_an_incomplete_version(t
         assert left_incomplete and not set(left_incomplete) & set(_aliases().values())
         print(f"\nregistration killed before each of its {len(died_at)} requests: {len(left_incomplete)} versions left without complete=true, none aliased")
         client.set_registered_model_alias(NAME, "challenger", left_incomplete[0])  # by hand, outside arcscan
-        with pytest.raises(registry.RegistryError, match="not complete=true"):
-            registry.promote(NAME, METRIC)
+        with pytest.raises(RegistryError, match="not complete=true"):
+            mlops.promote(NAME, METRIC)
 
 
 # ----------------------------------------------------------------------------- server down
@@ -236,12 +237,12 @@ def _cli(*args: str, url: str, user: tuple[str, str] | None) -> subprocess.Compl
 
 def test_basic_auth_server_checks_credentials_and_permissions(tmp_path, monkeypatch, checkpoint):
     backend, artifacts = _store(tmp_path)
-    auth_config = registry.write_auth_config(tmp_path / "server" / "basic_auth.ini", f"sqlite:///{tmp_path / 'server' / 'auth.db'}")
+    auth_config = mlops.write_auth_config(tmp_path / "server" / "basic_auth.ini", f"sqlite:///{tmp_path / 'server' / 'auth.db'}")
     with mlflow_server(backend, artifacts, auth_config=auth_config, env=SECRETS) as url:
         assert requests.get(f"{url}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=30).status_code == 401
         _use(monkeypatch, url, *ADMIN)
         assert _register(checkpoint, 0.5) == "1"
-        assert registry.promote(NAME, METRIC).champion_after == "1"
+        assert mlops.promote(NAME, METRIC).champion_after == "1"
         assert _register(checkpoint, 0.8) == "2"
         reader = ("reader", "reader-password-1")
         created = requests.post(f"{url}/api/2.0/mlflow/users/create", json=dict(zip(("username", "password"), reader)), auth=ADMIN, timeout=30)
@@ -256,7 +257,7 @@ def test_basic_auth_server_checks_credentials_and_permissions(tmp_path, monkeypa
         assert _aliases()["champion"] == "1"
 
         _use(monkeypatch, url, *reader)  # a reader downloads the champion (what serving needs)
-        path, version = registry.download_checkpoint(NAME, "champion", tmp_path / "as-reader")
+        path, version = mlops.download_checkpoint(NAME, "champion", tmp_path / "as-reader")
         assert version.version == "1" and load_checkpoint(path)
 
         admin = _cli("promote", url=url, user=ADMIN)

@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from arcscan.mlops import registry
+from arcscan import mlops
 from arcscan.config import load_params
 from arcscan.io.frames import read_frames
 from arcscan.core.metrics import MaskAgreement, patch_metrics
@@ -69,7 +69,7 @@ def main(checkpoint: Path, test_patches: Path, test_frames: Path, reports: Path)
     loss_curves(history, reports / "loss.png")
     roc(test.labels, scores, patch["roc_auc"], reports / "roc.png")
 
-    registry.configure()
+    mlops.configure()
     run_id = json.loads((checkpoint.parent / "run.json").read_text())["run_id"]
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(metrics)
@@ -79,5 +79,5 @@ def main(checkpoint: Path, test_patches: Path, test_frames: Path, reports: Path)
 
 
 if __name__ == "__main__":
-    with registry.failures_reported("evaluate"):
+    with mlops.failures_reported("evaluate"):
         main(*(Path(arg) for arg in sys.argv[1:5]))

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from arcscan.mlops import registry
+from arcscan import mlops
 from arcscan.config import load_params
 from arcscan.core.model import export_onnx, load_checkpoint
 
@@ -24,8 +24,8 @@ def main(models: Path, metrics_path: Path, out: Path) -> None:
     metrics = json.loads(metrics_path.read_text())
     metric = params["register"]["metric"]
 
-    registry.configure()
-    version = registry.register_version(
+    mlops.configure()
+    version = mlops.register_version(
         run_id,
         params["register"]["model_name"],
         checkpoint=models / "model.pt",
@@ -39,5 +39,5 @@ def main(models: Path, metrics_path: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    with registry.failures_reported("register"):
+    with mlops.failures_reported("register"):
         main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import yaml
 
-from arcscan.mlops import registry
+from arcscan import mlops
 from arcscan.config import build, load_params
 from arcscan.core.model import ModelConfig, save_checkpoint
 from arcscan.core.patches import PatchSet
@@ -36,8 +36,8 @@ def main(train_path: Path, out: Path) -> None:
     model_config = build(ModelConfig, {**params["model"], "patch_size": params["patches"]["size"]})
     patches = PatchSet.load(train_path)
 
-    registry.configure()
-    with mlflow.start_run(experiment_id=registry.experiment_id()) as run:
+    mlops.configure()
+    with mlflow.start_run(experiment_id=mlops.experiment_id()) as run:
         mlflow.set_tags(provenance_tags())
         mlflow.log_params({f"train.{k}": v for k, v in asdict(config).items()})
         mlflow.log_params({f"patches.{k}": v for k, v in params["patches"].items()})
@@ -60,5 +60,5 @@ def main(train_path: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    with registry.failures_reported("train"):
+    with mlops.failures_reported("train"):
         main(Path(sys.argv[1]), Path(sys.argv[2]))

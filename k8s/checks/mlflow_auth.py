@@ -1,5 +1,5 @@
 """MLflow: the registry decides what is served, so the server runs MLflow's basic-auth app (as
-arcscan.mlops.registry.AUTH_APP) and every client signs in with a user of its own."""
+arcscan.mlops.AUTH_APP) and every client signs in with a user of its own."""
 
 from __future__ import annotations
 
