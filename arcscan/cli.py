@@ -21,53 +21,52 @@ from arcscan.ops.stream.cli import add_stream_parser
 
 def _segmenter(args: argparse.Namespace):
     """The model from a checkpoint file, or from the registry alias (``--alias``)."""
-    from arcscan import mlops
-    from arcscan.config import load_params
+    from arcscan.config import load_settings
     from arcscan.core.model import load_checkpoint
-    from arcscan.core.segment import Segmenter
 
-    params = load_params(args.params)
+    settings = load_settings(args.params)
     if args.alias:
+        from arcscan import mlops
+
+        name = settings.register.model_name
         folder = Path(tempfile.mkdtemp(prefix="arcscan-model-"))
         with mlops.errors_explained():
             mlops.configure()
-            checkpoint, version = mlops.download_checkpoint(params["register"]["model_name"], args.alias, folder)
-        print(f"model: {params['register']['model_name']} version {version.version} (@{args.alias})", file=sys.stderr)
+            checkpoint, version = mlops.download_checkpoint(name, args.alias, folder)
+        print(f"model: {name} version {version.version} (@{args.alias})", file=sys.stderr)
     else:
         checkpoint = Path(args.checkpoint)
-    model, _ = load_checkpoint(checkpoint)
-    return Segmenter.from_params(model, params)
+    return settings.segmenter(load_checkpoint(checkpoint))
 
 
 def cmd_segment(args: argparse.Namespace) -> None:
-    from arcscan.io.frames import read_frames
+    from arcscan.core.progress import progress
     from arcscan.core.render import overlay, save_png
     from arcscan.core.segment import frame_record
-    from arcscan.core.preprocess import normalize
+    from arcscan.io.frames import read_frames
 
     segmenter = _segmenter(args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    for name in args.files:
+    bar = progress(args.files, desc="segment", unit="file", enabled=len(args.files) > 1)
+    for name in bar:
         path = Path(name)
         for frame in read_frames(path):
             result = segmenter(frame)
             stem = f"{path.name.split('.')[0]}_{frame.index:02d}"
-            image01 = normalize(frame.image, segmenter.preprocess, frame.ccd_background)
-            save_png(overlay(image01, result.mask), out / f"{stem}_overlay.png")
+            save_png(overlay(result.image01, result.mask), out / f"{stem}_overlay.png")
             save_png(result.mask, out / f"{stem}_mask.png")
             record = {"file": path.name, **frame_record(frame, result)}
             (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
-            print(f"{stem}: arc fraction {result.arc_fraction:.3f}, {len(result.objects)} arcs, scan {result.scan_ms:.0f} ms, CRF {result.crf_ms:.0f} ms")
+            bar.write(f"{stem}: arc fraction {result.arc_fraction:.3f}, {len(result.objects)} arcs, scan {result.scan_ms:.0f} ms, CRF {result.crf_ms:.0f} ms", file=sys.stdout)
 
 
 def cmd_patches(args: argparse.Namespace) -> None:
-    from arcscan.config import build, load_params
+    from arcscan.config import load_settings
     from arcscan.core.patches import labelled_set
-    from arcscan.core.preprocess import PreprocessConfig
 
-    params = load_params(args.params)
-    patches = labelled_set(args.csv, args.frames, build(PreprocessConfig, params["preprocess"]), params["patches"]["size"])
+    settings = load_settings(args.params)
+    patches = labelled_set(args.csv, args.frames, settings.preprocess, settings.patches.size)
     patches.save(args.output)
     print(f"{args.output}: {int((patches.labels == 1).sum())} arc and {int((patches.labels == 0).sum())} other patches")
 
@@ -83,22 +82,22 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 def cmd_promote(args: argparse.Namespace) -> None:
     from arcscan import mlops
-    from arcscan.config import load_params
+    from arcscan.config import load_settings
 
-    section = load_params(args.params)["register"]
+    register = load_settings(args.params).register
     with mlops.errors_explained():
         mlops.configure()
-        result = mlops.promote(section["model_name"], section["metric"], force=args.force)
+        result = mlops.promote(register.model_name, register.metric, force=args.force)
     print(result.reason)
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
     from arcscan import mlops
-    from arcscan.config import load_params
+    from arcscan.config import load_settings
 
     with mlops.errors_explained():
         mlops.configure()
-        result = mlops.rollback(load_params(args.params)["register"]["model_name"])
+        result = mlops.rollback(load_settings(args.params).register.model_name)
     print(result.reason)
 
 

@@ -63,13 +63,14 @@ from skimage.filters import threshold_otsu
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from arcscan.config import build, load_params  # noqa: E402
+from arcscan.config import Settings, load_settings  # noqa: E402
 from arcscan.io.frames import Frame, read_frames  # noqa: E402
 from arcscan.core.metrics import MaskAgreement, patch_metrics  # noqa: E402
 from arcscan.core.model import ModelConfig, load_checkpoint  # noqa: E402
 from arcscan.core.patches import NEGATIVE, POSITIVE, UNLABELED, PatchSet, extract_patches, pick_labels_from_truth, unlabeled_set  # noqa: E402
 from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize  # noqa: E402
-from arcscan.core.segment import CRFConfig, ScanConfig, Segmenter, dense_crf, scan_logits  # noqa: E402
+from arcscan.core.progress import progress  # noqa: E402
+from arcscan.core.segment import CRFConfig, ScanConfig, dense_crf, scan_logits  # noqa: E402
 from arcscan.core.synth import mask_path, read_masks, write_minute  # noqa: E402
 from arcscan.core.train import TrainConfig, predict_scores, train_pnu  # noqa: E402
 
@@ -192,13 +193,12 @@ def frames_and_masks(paths: list[Path]) -> tuple[list[Frame], np.ndarray]:
     return frames, masks
 
 
-def load_benchmark(data: Path, patches: Path, params: dict, supervised: bool) -> Benchmark:
+def load_benchmark(data: Path, patches: Path, settings: Settings, supervised: bool) -> Benchmark:
     """The starter data set: patches/{train,test}.npz, data/test frames, data/train nights."""
     for needed in (patches / "train.npz", patches / "test.npz", data / "test", data / "train"):
         if not needed.exists():
             raise SystemExit(f"{needed} missing: run `make data` (or `dvc pull data.dvc`) and `python training/patches.py data patches`")
-    preprocess = build(PreprocessConfig, params["preprocess"])
-    size = params["patches"]["size"]
+    preprocess, size = settings.preprocess, settings.patches.size
     train_set = PatchSet.load(patches / "train.npz")
     train_paths = sorted((data / "train").glob("*.pgm*"))
     bound = None
@@ -214,15 +214,14 @@ def load_benchmark(data: Path, patches: Path, params: dict, supervised: bool) ->
         test_frames=sky_frames(sorted((data / "test").glob("*.pgm*")), preprocess),
         validation_frames=sky_frames(train_paths[:VALIDATION_NIGHTS], preprocess),
         validation_nights=VALIDATION_NIGHTS,
-        **_configs(params),
+        **_configs(settings),
     )
 
 
-def quick_benchmark(workdir: Path, params: dict) -> Benchmark:
+def quick_benchmark(workdir: Path, settings: Settings) -> Benchmark:
     """A small synthetic data set made on the spot (works without ``data/``): 3 training
     nights, 1 validation night, 1 test night, 4 frames each; 1 epoch, 256 unlabeled patches."""
-    preprocess = build(PreprocessConfig, params["preprocess"])
-    size = params["patches"]["size"]
+    preprocess, size = settings.preprocess, settings.patches.size
     rng = np.random.default_rng(0)
     paths = [write_minute(workdir, seed, datetime(2030, 1, 1 + seed, 6), n_frames=4)[0] for seed in range(5)]
     train_paths, validation_paths, test_paths = paths[:3], paths[3:4], paths[4:]
@@ -230,7 +229,7 @@ def quick_benchmark(workdir: Path, params: dict) -> Benchmark:
     labelled = labelled_from_rows(pick_labels_from_truth(frames, masks, 20, 20, rng, preprocess, size), frames, preprocess, size)
     test_frames, test_masks = frames_and_masks(test_paths)
     test_patches = labelled_from_rows(pick_labels_from_truth(test_frames, test_masks, 20, 20, rng, preprocess, size), test_frames, preprocess, size)
-    configs = _configs(params)
+    configs = _configs(settings)
     configs["train"] = replace(configs["train"], epochs=1)
     return Benchmark(
         labelled=labelled,
@@ -244,9 +243,8 @@ def quick_benchmark(workdir: Path, params: dict) -> Benchmark:
     )
 
 
-def _configs(params: dict) -> dict:
-    train = build(TrainConfig, params["train"])
-    return {"train": train, "model": build(ModelConfig, params["model"]), "scan": build(ScanConfig, params["scan"]), "crf": build(CRFConfig, params["crf"])}
+def _configs(settings: Settings) -> dict:
+    return {"train": settings.train, "model": settings.model, "scan": settings.scan, "crf": settings.crf}
 
 
 def label_subset(labelled: PatchSet, per_class: int) -> PatchSet:
@@ -293,7 +291,7 @@ def run(spec: RunSpec) -> dict:
     labelled = bench.supervised if spec.supervised else label_subset(bench.labelled, spec.per_class or len(bench.labelled))
     patches = PatchSet.concatenate([labelled, bench.unlabeled])
     config = replace(bench.train, eta=spec.eta, prior=spec.prior, seed=spec.seed, threads=0)
-    trained = train_pnu(patches, config, bench.model)
+    trained = train_pnu(patches, config, bench.model, show_progress=False)  # runs in parallel: one bar over the runs
     model = trained.model.to(memory_format=torch.channels_last)
     scores = predict_scores(model, bench.test_patches.images)
     record = {
@@ -542,20 +540,19 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def gillam_fractions(checkpoint: Path, params: dict, limit: int | None) -> dict:
+def gillam_fractions(checkpoint: Path, settings: Settings, limit: int | None) -> dict:
     """Arc fraction the default model claims on the real Gillam frames (moonlit, no arcs)."""
     if not GILLAM.is_dir():
         return {"skipped": f"{GILLAM} not present"}
     if not checkpoint.is_file():
         return {"skipped": f"{checkpoint} not found (make train)"}
-    model, _ = load_checkpoint(checkpoint)
-    segmenter = Segmenter.from_params(model, params)
+    segmenter = settings.segmenter(load_checkpoint(checkpoint))
     frames = [frame for path in sorted(GILLAM.glob("*.pgm*")) for frame in read_frames(path)][:limit]
-    fov = fov_mask(tuple(segmenter.preprocess.frame_shape), segmenter.preprocess)
+    fov = segmenter.fov
     results = [segmenter(frame) for frame in frames]
     scan = [float(r.mask_scan.sum() / fov.sum()) for r in results]
     crf = [r.arc_fraction for r in results]
-    images = [normalize(frame.image, segmenter.preprocess, frame.ccd_background) for frame in frames]
+    images = [r.image01 for r in results]
     unsupervised = {rule: [float(unsupervised_mask(image, fov, rule).sum() / fov.sum()) for image in images] for rule in UNSUPERVISED_RULES}
     return {
         "model": str(checkpoint.relative_to(ROOT)) if checkpoint.is_relative_to(ROOT) else str(checkpoint),
@@ -588,13 +585,13 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
 
-    params = load_params(ROOT / "params.yaml")
-    total_threads = int(params["train"]["threads"])
+    settings = load_settings(ROOT / "params.yaml")
+    total_threads = settings.train.threads
     threads = max(1, total_threads // args.workers)
-    prior = float(params["train"]["prior"])
+    prior = float(settings.train.prior)
     with tempfile.TemporaryDirectory() as workdir:
-        _SHARED = quick_benchmark(Path(workdir), params) if args.quick else load_benchmark(ROOT / "data", ROOT / "patches", params, supervised=True)
-    plan = Plan(prior, 1 if args.quick else args.seeds, args.quick, params["train"]["eta"])
+        _SHARED = quick_benchmark(Path(workdir), settings) if args.quick else load_benchmark(ROOT / "data", ROOT / "patches", settings, supervised=True)
+    plan = Plan(prior, 1 if args.quick else args.seeds, args.quick, settings.train.eta)
     records: dict[str, dict] = {}
     previous: dict = {}
     if args.resume and args.output.is_file():
@@ -611,10 +608,11 @@ def main() -> None:
 
     def finish(spec_list: list[RunSpec], pool: ProcessPoolExecutor) -> None:
         futures = {pool.submit(run, s): s for s in dict.fromkeys(spec_list) if s.key not in records}
-        for future in as_completed(futures):
+        bar = progress(as_completed(futures), desc="models", total=len(futures), unit="model")
+        for future in bar:
             record = future.result()
             records[record["key"]] = record
-            print(f"{record['key']}: AUC {record['patch_roc_auc']:.3f}, IoU scan {record['scan']['iou']:.3f} / CRF {record['crf']['iou']:.3f}, validation {record['validation_iou_crf']:.3f}, {record['train_seconds']:.0f} s", flush=True)
+            bar.write(f"{record['key']}: AUC {record['patch_roc_auc']:.3f}, IoU scan {record['scan']['iou']:.3f} / CRF {record['crf']['iou']:.3f}, validation {record['validation_iou_crf']:.3f}, {record['train_seconds']:.0f} s")
             extras["wall_seconds"] = time.perf_counter() - start
             write_report(build_report(plan, records, _SHARED, extras), args.output)
 
@@ -627,7 +625,7 @@ def main() -> None:
         finish([spec for specs in plan.methods().values() for spec in specs], pool)
 
     torch.set_num_threads(total_threads)
-    extras["gillam"] = gillam_fractions(args.checkpoint, params, 8 if args.quick else None)
+    extras["gillam"] = gillam_fractions(args.checkpoint, settings, 8 if args.quick else None)
     extras["wall_seconds"] = time.perf_counter() - start
     report = build_report(plan, records, _SHARED, extras)
     write_report(report, args.output)

@@ -48,6 +48,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -60,11 +61,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "serving"))
 import serve  # noqa: E402  (serving/serve.py)
 
-from arcscan.config import load_params  # noqa: E402
+from arcscan.config import load_settings  # noqa: E402
 from arcscan.io.frames import Frame, encode_stream0, read_frames  # noqa: E402
 from arcscan.core.model import load_checkpoint  # noqa: E402
-from arcscan.core.preprocess import normalize  # noqa: E402
-from arcscan.core.segment import ScanConfig, Segmenter, dense_crf  # noqa: E402
+from arcscan.core.segment import Segmenter, dense_crf  # noqa: E402
 from arcscan.core.synth import CADENCE_S  # noqa: E402  (THEMIS: one frame per 3 s)
 
 STRIDES = (2, 4, 8, 16)
@@ -75,17 +75,16 @@ T = TypeVar("T")
 # imports would load the serving and CRF libraries too (~70 MB more resident memory).
 TRAIN_CHILD = """
 import json, sys
-from arcscan.config import build, load_params
-from arcscan.core.model import ModelConfig
+from dataclasses import replace
+from arcscan.config import load_settings
 from arcscan.core.patches import PatchSet
-from arcscan.core.train import TrainConfig, train_pnu
+from arcscan.core.train import train_pnu
 
 params_file, patches_file, epochs, result_file = sys.argv[1:]
-params = load_params(params_file)
-config = build(TrainConfig, {**params["train"], **({"epochs": int(epochs)} if epochs else {})})
-model_config = build(ModelConfig, {**params["model"], "patch_size": params["patches"]["size"]})
+settings = load_settings(params_file)
+config = replace(settings.train, epochs=int(epochs)) if epochs else settings.train
 patches = PatchSet.load(patches_file)
-result = train_pnu(patches, config, model_config)
+result = train_pnu(patches, config, settings.model)
 with open("/proc/self/status") as status:
     peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 with open(result_file, "w") as out:
@@ -110,19 +109,18 @@ def library_benchmark(segmenter: Segmenter, frames: list[Frame], repeats: int, s
     scan = segmenter.scan
     rows = []
     for frame in frames:
-        segmenter.scan = ScanConfig(scan.patch_size, 1, scan.batch_size)
+        segmenter.scan = replace(scan, stride=1)
         reference_ms, reference = _median_ms(lambda: segmenter(frame), 1)  # seconds per frame: once
         row = {"frame": f"{frame.source}#{frame.index}", "reference_ms": reference_ms, "reference_arc_pixels": int(reference.mask.sum()), "strides": {}}
         for stride in strides:
-            segmenter.scan = ScanConfig(scan.patch_size, stride, scan.batch_size)
+            segmenter.scan = replace(scan, stride=stride)
             ms, result = _median_ms(lambda: segmenter(frame), repeats)
             row["strides"][stride] = {
                 "ms": ms,
                 "scan": _overlap(result.mask_scan, reference.mask_scan),
                 "crf": _overlap(result.mask, reference.mask),
             }
-        image01 = normalize(frame.image, segmenter.preprocess, frame.ccd_background)
-        row["crf_ms"], _ = _median_ms(lambda: dense_crf(reference.probability, image01, segmenter.crf), repeats)
+        row["crf_ms"], _ = _median_ms(lambda: dense_crf(reference.probability, reference.image01, segmenter.crf), repeats)
         rows.append(row)
     segmenter.scan = scan
     summary = {"reference_ms_median": statistics.median(r["reference_ms"] for r in rows), "crf_ms_median": statistics.median(r["crf_ms"] for r in rows)}
@@ -297,10 +295,9 @@ def main() -> None:
     args = parser.parse_args()
 
     params_file = ROOT / "params.yaml"
-    params = load_params(params_file)
-    torch.set_num_threads(int(params["train"]["threads"]))
-    model, _ = load_checkpoint(args.checkpoint)
-    segmenter = Segmenter.from_params(model, params)
+    settings = load_settings(params_file)
+    torch.set_num_threads(settings.train.threads)
+    segmenter = settings.segmenter(load_checkpoint(args.checkpoint))
     files = sorted(args.data.glob("*.pgm.gz"))
     if not files:
         parser.error(f"no *.pgm.gz frames in {args.data}")

@@ -33,9 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: import the repository's arcscan
     sys.path.insert(0, str(ROOT))
 
-from arcscan.config import load_params  # noqa: E402
+from arcscan.config import load_settings  # noqa: E402
 from arcscan.core.model import load_checkpoint  # noqa: E402
-from arcscan.core.segment import Segmenter  # noqa: E402
 
 HANDLER = ROOT / "serving" / "handler.py"
 PACKAGE = ROOT / "arcscan"
@@ -61,9 +60,8 @@ def _code_commit() -> dict:
 
 
 def check(checkpoint: Path, params: Path) -> None:
-    """Fail now if the checkpoint does not load or the params do not build a segmenter."""
-    model, _ = load_checkpoint(checkpoint)
-    Segmenter.from_params(model, load_params(params))
+    """Fail now if the checkpoint does not load or the params do not build its segmenter."""
+    load_settings(params).segmenter(load_checkpoint(checkpoint))
 
 
 def archiver() -> str:
@@ -152,7 +150,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--model-name", help="registered model name (default: register.model_name of params.yaml)")
     parser.add_argument("--output", type=Path, default=ROOT / "serving" / "model-store", help="model store folder")
     args = parser.parse_args(argv)
-    model_name = args.model_name or load_params(args.params or REPO_PARAMS)["register"]["model_name"]
+    model_name = args.model_name or load_settings(args.params or REPO_PARAMS).register.model_name
 
     if args.alias:
         if args.params or args.version:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from arcscan.config import build, load_params
+from arcscan.config import load_settings
 from arcscan.io.frames import read_frames
 from arcscan.core.metrics import MaskAgreement
 from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
-    config = build(PreprocessConfig, load_params(ROOT / "params.yaml")["preprocess"])
+    config = load_settings(ROOT / "params.yaml").preprocess
     files = sorted((ROOT / "data" / "test").glob("*.pgm.gz"))
     if REAL_DATA.is_dir():
         files += sorted(REAL_DATA.glob("*.pgm*"))

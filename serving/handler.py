@@ -1,13 +1,14 @@
 """TorchServe handler for arcscan: request bytes -> frames -> arc masks -> JSON.
 
-A thin adapter (see STYLE.md): decoding and bounds checks (``arcscan.io.frames.decode_frames``),
-segmentation (``arcscan.core.segment.Segmenter``) and the error types live in the library. This
+A thin adapter (see STYLE.md): decoding and bounds checks (``arcscan.decode_frames``),
+segmentation (``arcscan.Segmenter``), the answer record and the error types live in the library. This
 file maps a batch of requests onto them, answers every request on its own and turns an
 ``arcscan.errors.InputError`` into that request's 4xx answer ``{"error": message}`` so that
 one bad upload neither fails the rest of the batch nor the worker.
 
 The model archive (built by ``serving/build_mar.py``) holds the checkpoint (``model.pt``,
-loaded with ``weights_only=True``), the ``params.yaml`` it was registered with, the
+loaded with ``weights_only=True``, with its model arguments and normalisation), the
+``params.yaml`` it was registered with (scan, CRF and object settings), the
 ``arcscan`` package source and ``model_info.json`` (registered name and version).
 
 Request: the raw file as the body (``application/octet-stream``) or as a multipart field;
@@ -30,12 +31,8 @@ from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
 import arcscan
-from arcscan.config import load_params
+from arcscan import Frame, Limits, Segmentation, decode_frames, frame_record, input_name, load_checkpoint, load_settings, mask_png
 from arcscan.errors import InputError, UnsupportedFormat
-from arcscan.io.frames import Frame, Limits, decode_frames, input_name
-from arcscan.core.model import load_checkpoint
-from arcscan.core.render import mask_png
-from arcscan.core.segment import Segmentation, Segmenter, frame_record
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +66,8 @@ class ArcscanHandler(BaseHandler):
         self.device = torch.device(f"cuda:{gpu}" if torch.cuda.is_available() and gpu is not None else "cpu")
         if os.environ.get(THREADS_ENV):
             torch.set_num_threads(int(os.environ[THREADS_ENV]))
-        model, _ = load_checkpoint(model_dir / self.manifest["model"]["serializedFile"], self.device)
-        self.segmenter = Segmenter.from_params(model, load_params(model_dir / PARAMS))
+        checkpoint = load_checkpoint(model_dir / self.manifest["model"]["serializedFile"], self.device)
+        self.segmenter = load_settings(model_dir / PARAMS).segmenter(checkpoint)
         info = json.loads((model_dir / MODEL_INFO).read_text())
         self.model_info = {"name": info["name"], "version": str(info["version"])}
         self.limits = Limits()

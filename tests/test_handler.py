@@ -42,10 +42,9 @@ from ts.protocol.otf_message_handler import retrieve_msg
 from ts.service import Service
 from urllib3 import encode_multipart_formdata
 
-from arcscan.config import load_params
+from arcscan.config import load_params, load_settings
 from arcscan.io.frames import Frame, encode_stream0
 from arcscan.core.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
-from arcscan.core.segment import Segmenter
 from serving.handler import ArcscanHandler
 from hostile import CASES, MIB, Case, minute, npy, png16, valid_bodies
 
@@ -201,8 +200,8 @@ def test_png_answers_one_frame_and_the_mask_is_the_library_s(served, model_dir):
     [(status, answer)] = call(served, request(png16(frame.image), "frame.png"))
     assert status == 200, answer
     check_answer(answer, "frame.png", [frame], with_metadata=False)
-    model, _ = load_checkpoint(model_dir / "model.pt")
-    expected = Segmenter.from_params(model, load_params(model_dir / "params.yaml"))(Frame(frame.image))
+    segmenter = load_settings(model_dir / "params.yaml").segmenter(load_checkpoint(model_dir / "model.pt"))
+    expected = segmenter(Frame(frame.image))
     out = answer["frames"][0]
     assert np.array_equal(decode_mask(out["mask_png"]) == 255, expected.mask)
     assert out["arc_fraction"] == pytest.approx(expected.arc_fraction)

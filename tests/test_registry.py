@@ -130,9 +130,9 @@ def test_register_versions_challenger_complete_and_loadable(store, checkpoint):
     path, version = mlops.download_checkpoint(NAME, "challenger", store / "download")
     assert version.version == "2" and path.name == "model.pt"
     assert (path.parent / "params.yaml").is_file() is False  # version 2 was registered without extra files
-    assert torch.load(path, weights_only=True)["config"] == {"patch_size": 32, "in_channels": 1, "stem_stride": 2}
-    model, _ = load_checkpoint(path)
-    expected, _ = load_checkpoint(checkpoint)
+    assert torch.load(path, weights_only=True)["model_args"] == {"patch_size": 32, "in_channels": 1, "stem_stride": 2}
+    model = load_checkpoint(path).model
+    expected = load_checkpoint(checkpoint).model
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), expected.state_dict().values()))
     with pytest.raises(RegistryError, match="no alias @champion"):
         mlops.download_checkpoint(NAME, "champion", store / "download")

@@ -30,7 +30,7 @@ import pytest
 from arcscan.errors import ArcscanError, InputError
 from arcscan.io.frames import decode_frames
 from arcscan.ops.stream import FAILED, RESULTS, StreamConfig, load_token, read_ledger, replay_files, run_stream
-from arcscan.ops.stream_cli import add_stream_parser
+from arcscan.ops.stream.cli import add_stream_parser
 from arcscan.core.synth import write_minute
 from servers import free_port
 

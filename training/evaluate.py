@@ -16,41 +16,38 @@ import mlflow
 import numpy as np
 
 from arcscan import mlops
-from arcscan.config import load_params
+from arcscan.config import load_settings
 from arcscan.io.frames import read_frames
 from arcscan.core.metrics import MaskAgreement, patch_metrics
 from arcscan.core.model import load_checkpoint
 from arcscan.core.patches import PatchSet
 from arcscan.core.plots import loss_curves, roc
+from arcscan.core.progress import progress
 from arcscan.core.render import overlay, save_png
-from arcscan.core.preprocess import fov_mask, normalize
-from arcscan.core.segment import Segmenter
 from arcscan.core.synth import mask_path, read_masks
 from arcscan.core.train import predict_scores
 
 
 def main(checkpoint: Path, test_patches: Path, test_frames: Path, reports: Path) -> None:
-    params = load_params()
-    model, _ = load_checkpoint(checkpoint)
-    segmenter = Segmenter.from_params(model, params)
+    settings = load_settings()
+    trained = load_checkpoint(checkpoint)
+    segmenter = settings.segmenter(trained)
 
     test = PatchSet.load(test_patches)
-    scores = predict_scores(model, test.images)
+    scores = predict_scores(trained.model, test.images)
     patch = patch_metrics(test.labels, scores)
 
     scan, crf = MaskAgreement(), MaskAgreement()
     timings, overlays = [], []
-    for path in sorted(test_frames.glob("*.pgm*")):
+    for path in progress(sorted(test_frames.glob("*.pgm*")), desc="evaluate", unit="file"):
         masks = read_masks(mask_path(path))
         for frame, truth in zip(read_frames(path), masks):
             result = segmenter(frame)
-            fov = fov_mask(truth.shape, segmenter.preprocess)
-            scan.add(result.mask_scan, truth, fov)
-            crf.add(result.mask, truth, fov)
+            scan.add(result.mask_scan, truth, segmenter.fov)
+            crf.add(result.mask, truth, segmenter.fov)
             timings.append(result.scan_ms + result.crf_ms)
-            if len(overlays) < params["evaluate"]["overlays"] and frame.index % 10 == 0 and truth.any():
-                image01 = normalize(frame.image, segmenter.preprocess, frame.ccd_background)
-                overlays.append(save_png(overlay(image01, result.mask, truth), reports / "overlays" / f"{path.name.split('.')[0]}_{frame.index:02d}.png"))
+            if len(overlays) < settings.evaluate.overlays and frame.index % 10 == 0 and truth.any():
+                overlays.append(save_png(overlay(result.image01, result.mask, truth), reports / "overlays" / f"{path.name.split('.')[0]}_{frame.index:02d}.png"))
     metrics = {
         "patch_accuracy": patch["accuracy"],
         "patch_f1": patch["f1"],

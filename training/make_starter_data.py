@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from arcscan.config import build, load_params
+from arcscan.config import load_settings
 from arcscan.io.frames import read_frames
 from arcscan.core.patches import pick_labels_from_truth, write_label_csv
-from arcscan.core.preprocess import PreprocessConfig
 from arcscan.core.synth import read_masks, write_minute
 
 
@@ -36,16 +35,15 @@ def write_split(folder: Path, seeds: list[int], frames_per_minute: int, month: i
 
 
 def main(data: Path) -> None:
-    params = load_params()
-    starter, size = params["starter"], params["patches"]["size"]
-    config = build(PreprocessConfig, params["preprocess"])
-    base = starter["seed"]
-    train = write_split(data / "train", [base + i for i in range(starter["train_minutes"])], starter["frames_per_minute"], month=1)
-    test = write_split(data / "test", [base + 1000 + i for i in range(starter["test_minutes"])], starter["frames_per_minute"], month=2)
-    rng = np.random.default_rng(starter["label_seed"])
+    settings = load_settings()
+    starter, size, config = settings.starter, settings.patches.size, settings.preprocess
+    base = starter.seed
+    train = write_split(data / "train", [base + i for i in range(starter.train_minutes)], starter.frames_per_minute, month=1)
+    test = write_split(data / "test", [base + 1000 + i for i in range(starter.test_minutes)], starter.frames_per_minute, month=2)
+    rng = np.random.default_rng(starter.label_seed)
     for name, (frames, masks), n_pos, n_neg in (
-        ("train", train, starter["train_positive"], starter["train_negative"]),
-        ("test", test, starter["test_positive"], starter["test_negative"]),
+        ("train", train, starter.train_positive, starter.train_negative),
+        ("test", test, starter.test_positive, starter.test_negative),
     ):
         rows = pick_labels_from_truth(frames, masks, n_pos, n_neg, rng, config, size)
         write_label_csv(data / "labels" / f"{name}.csv", rows)

@@ -13,29 +13,28 @@ from pathlib import Path
 
 import numpy as np
 
-from arcscan.config import build, load_params
+from arcscan.config import load_settings
 from arcscan.core.patches import POSITIVE, NEGATIVE, PatchSet, labelled_set, unlabeled_set
-from arcscan.core.preprocess import PreprocessConfig
 from arcscan.core.synth import mask_path, read_masks
 
 
 def main(data: Path, out: Path) -> None:
-    params = load_params()
-    config = build(PreprocessConfig, params["preprocess"])
-    size, seed = params["patches"]["size"], params["patches"]["seed"]
+    settings = load_settings()
+    config, patches = settings.preprocess, settings.patches
+    size = patches.size
     frame_paths = sorted((data / "train").glob("*.pgm*"))
     masks = {p.name: read_masks(mask_path(p)) for p in frame_paths if mask_path(p).exists()}
 
     labelled = labelled_set(data / "labels" / "train.csv", data / "train", config, size)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(patches.seed)
     chosen = []
-    for label, count in ((POSITIVE, params["patches"]["n_positive"]), (NEGATIVE, params["patches"]["n_negative"])):
+    for label, count in ((POSITIVE, patches.n_positive), (NEGATIVE, patches.n_negative)):
         candidates = np.flatnonzero(labelled.labels == label)
         if len(candidates) < count:
             raise SystemExit(f"train.csv has {len(candidates)} patches labelled {label}, fewer than the {count} asked for")
         chosen.append(rng.choice(candidates, count, replace=False))
     labelled = labelled.subset(np.sort(np.concatenate(chosen)))
-    unlabeled = unlabeled_set(frame_paths, params["patches"]["n_unlabeled"], rng, config, size, masks)
+    unlabeled = unlabeled_set(frame_paths, patches.n_unlabeled, rng, config, size, masks)
     train = PatchSet.concatenate([labelled, unlabeled])
     test = labelled_set(data / "labels" / "test.csv", data / "test", config, size)
 

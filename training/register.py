@@ -12,22 +12,23 @@ import sys
 from pathlib import Path
 
 from arcscan import mlops
-from arcscan.config import load_params
+from arcscan.config import load_settings
 from arcscan.core.model import export_onnx, load_checkpoint
 
 
 def main(models: Path, metrics_path: Path, out: Path) -> None:
-    params = load_params()
-    model, config = load_checkpoint(models / "model.pt")
-    onnx_path = export_onnx(model, config, models / "model.onnx")
+    settings = load_settings()
+    checkpoint = load_checkpoint(models / "model.pt")
+    settings.segmenter(checkpoint)  # refuse settings that cannot serve this model before registering it
+    onnx_path = export_onnx(checkpoint.model, checkpoint.model_args, models / "model.onnx")
     run_id = json.loads((models / "run.json").read_text())["run_id"]
     metrics = json.loads(metrics_path.read_text())
-    metric = params["register"]["metric"]
+    metric = settings.register.metric
 
     mlops.configure()
     version = mlops.register_version(
         run_id,
-        params["register"]["model_name"],
+        settings.register.model_name,
         checkpoint=models / "model.pt",
         onnx=onnx_path,
         files=[Path("params.yaml")],

@@ -2,7 +2,7 @@
 
     python training/train.py patches/train.npz models
 
-Writes ``models/model.pt`` (state_dict + model config), ``models/run.json`` (the MLflow run
+Writes ``models/model.pt`` (state_dict, model arguments and the patches' normalisation), ``models/run.json`` (the MLflow run
 that the evaluate and register stages continue) and ``reports/train_history.json``.
 """
 
@@ -16,10 +16,10 @@ import mlflow
 import yaml
 
 from arcscan import mlops
-from arcscan.config import build, load_params
-from arcscan.core.model import ModelConfig, save_checkpoint
+from arcscan.config import load_settings
+from arcscan.core.model import save_checkpoint
 from arcscan.core.patches import PatchSet
-from arcscan.core.train import TrainConfig, train_pnu
+from arcscan.core.train import train_pnu
 
 
 def provenance_tags() -> dict[str, str]:
@@ -31,27 +31,25 @@ def provenance_tags() -> dict[str, str]:
 
 
 def main(train_path: Path, out: Path) -> None:
-    params = load_params()
-    config = build(TrainConfig, params["train"])
-    model_config = build(ModelConfig, {**params["model"], "patch_size": params["patches"]["size"]})
+    settings = load_settings()
+    config, model_config = settings.train, settings.model
     patches = PatchSet.load(train_path)
 
     mlops.configure()
     with mlflow.start_run(experiment_id=mlops.experiment_id()) as run:
         mlflow.set_tags(provenance_tags())
         mlflow.log_params({f"train.{k}": v for k, v in asdict(config).items()})
-        mlflow.log_params({f"patches.{k}": v for k, v in params["patches"].items()})
+        mlflow.log_params({f"patches.{k}": v for k, v in asdict(settings.patches).items()})
         mlflow.log_params({f"model.{k}": v for k, v in asdict(model_config).items()})
 
         def log_epoch(record: dict) -> None:
-            print(json.dumps(record))
             mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
 
         result = train_pnu(patches, config, model_config, on_epoch=log_epoch)
         mlflow.log_params({"prior_used": round(result.prior, 4), "eta_used": round(result.eta, 4)})
         mlflow.log_metric("train_seconds", result.seconds)
 
-    save_checkpoint(out / "model.pt", result.model, model_config)
+    save_checkpoint(out / "model.pt", result.model, model_config, settings.preprocess)
     (out / "run.json").write_text(json.dumps({"run_id": run.info.run_id}) + "\n")
     Path("reports").mkdir(exist_ok=True)
     history = {"prior": result.prior, "eta": result.eta, "seconds": result.seconds, "epochs": result.history}

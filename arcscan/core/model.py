@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torchvision
 from torch import nn
+
+from arcscan.core.preprocess import PreprocessConfig
 
 
 @dataclass(frozen=True)
@@ -38,22 +41,38 @@ def build_model(config: ModelConfig = ModelConfig()) -> nn.Module:
     return model
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig) -> Path:
-    """Save the state_dict with the config that rebuilds it (plain tensors and dicts only,
-    so it loads with ``weights_only=True``)."""
+class Checkpoint(NamedTuple):
+    """A trained classifier with what it was trained with: its architecture (``model_args``,
+    as nanoGPT stores them) and the normalisation of its patches (``preprocess``; None for a
+    checkpoint that predates it, when the caller's settings apply)."""
+
+    model: nn.Module
+    model_args: ModelConfig
+    preprocess: PreprocessConfig | None
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, model_args: ModelConfig, preprocess: PreprocessConfig | None = None) -> Path:
+    """Save the state_dict with the settings that rebuild and feed it (plain tensors, numbers
+    and lists only, so it loads with ``weights_only=True``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": asdict(config), "state_dict": model.state_dict()}, path)
+    record = {"model_args": asdict(model_args), "state_dict": model.state_dict()}
+    if preprocess is not None:
+        record["preprocess"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(preprocess).items()}
+    torch.save(record, path)
     return path
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelConfig]:
-    """Rebuild the model from a checkpoint without executing pickled code; eval mode."""
-    checkpoint = torch.load(Path(path), map_location=device, weights_only=True)
-    config = ModelConfig(**checkpoint["config"])
-    model = build_model(config)
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.to(device).eval(), config
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model from a checkpoint without executing pickled code; eval mode. Older
+    checkpoints stored the model arguments under ``config``."""
+    record = torch.load(Path(path), map_location=device, weights_only=True)
+    model_args = ModelConfig(**record.get("model_args", record.get("config", {})))
+    model = build_model(model_args)
+    model.load_state_dict(record["state_dict"])
+    stored = record.get("preprocess")
+    preprocess = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}) if stored else None
+    return Checkpoint(model.to(device).eval(), model_args, preprocess)
 
 
 def export_onnx(model: nn.Module, config: ModelConfig, path: str | Path) -> Path:

@@ -28,6 +28,18 @@ CSV_FIELDS = ("file", "frame", "x", "y", "label")
 _LABEL_WORDS = {"arc": POSITIVE, "1": POSITIVE, "other": NEGATIVE, "0": NEGATIVE}
 
 
+@dataclass(frozen=True)
+class PatchConfig:
+    """Patch size (the one setting of it: training, scan and checkpoint follow) and how many
+    labelled and unlabeled patches a training set takes."""
+
+    size: int = 32
+    n_positive: int = 100
+    n_negative: int = 100
+    n_unlabeled: int = 3000
+    seed: int = 0
+
+
 @dataclass
 class PatchSet:
     """Patches (n, s, s) float32 in [0, 1], labels (1 arc, 0 other, -1 unlabeled) and

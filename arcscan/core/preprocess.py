@@ -20,7 +20,7 @@ class PreprocessConfig:
 
     frame_shape: tuple[int, int] = (256, 256)  # (height, width) the model and disc are set up for
     fov_center: tuple[float, float] = (127.5, 127.5)
-    fov_radius: float = 118.0
+    fov_radius: float = 112.0
     low_percentile: float = 1.0
     high_percentile: float = 99.5
     min_range: float = 300.0  # counts; keeps noise-only frames from being stretched to full scale
@@ -48,12 +48,14 @@ def normalize(
     image: np.ndarray,
     config: PreprocessConfig = PreprocessConfig(),
     background: float | None = None,
+    fov: np.ndarray | None = None,
 ) -> np.ndarray:
     """Raw counts -> float32 in [0, 1], zero outside the sky disc.
 
-    ``background`` is the fallback dark level (the frame's ``Ccd background`` metadata).
+    ``background`` is the fallback dark level (the frame's ``Ccd background`` metadata);
+    ``fov`` the sky disc of ``fov_mask(image.shape, config)`` when the caller has it already.
     """
-    fov = fov_mask(image.shape, config)
+    fov = fov_mask(image.shape, config) if fov is None else fov
     counts = image.astype(np.float32) - dark_level(image, fov, background)
     sky = counts[fov]
     low, high = np.percentile(sky, [config.low_percentile, config.high_percentile])

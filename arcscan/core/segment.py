@@ -22,8 +22,8 @@ from scipy.ndimage import maximum_filter
 from skimage.measure import label, regionprops
 from skimage.morphology import skeletonize
 
-from arcscan.config import build
 from arcscan.errors import InputError
+from arcscan.core.model import Checkpoint
 from arcscan.io.frames import Frame
 from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize
 
@@ -32,11 +32,19 @@ _OUTSIDE_LOGIT = -20.0  # score given where no patch was scored (beyond the sky 
 
 @dataclass(frozen=True)
 class ScanConfig:
-    """Raster scan: patch size, grid stride (1 = reference), patches per forward pass."""
+    """Raster scan: patch size (the trained model's; set by ``patches.size``), grid stride
+    (1 = reference), patches per forward pass."""
 
     patch_size: int = 32
     stride: int = 16
     batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class ObjectConfig:
+    """Arc objects: connected mask regions smaller than ``min_area`` pixels are dropped."""
+
+    min_area: int = 20
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ class ArcObject:
 class Segmentation:
     """Everything the segmentation of one frame produced."""
 
+    image01: np.ndarray  # the normalised frame the scan and CRF saw (zero outside the sky disc)
     probability: np.ndarray  # per-pixel arc probability from the scan
     mask_scan: np.ndarray  # probability > 0.5 inside the sky disc
     mask: np.ndarray  # final mask (after the CRF when enabled), inside the sky disc
@@ -175,22 +184,24 @@ class Segmenter:
         preprocess: PreprocessConfig = PreprocessConfig(),
         scan: ScanConfig = ScanConfig(),
         crf: CRFConfig = CRFConfig(),
-        min_object_area: int = 20,
+        objects: ObjectConfig = ObjectConfig(),
     ) -> None:
         self.model = model.eval().to(memory_format=torch.channels_last)
-        self.preprocess, self.scan, self.crf = preprocess, scan, crf
-        self.min_object_area = min_object_area
+        self.preprocess, self.scan, self.crf, self.objects = preprocess, scan, crf, objects
+        self.fov = fov_mask(tuple(preprocess.frame_shape), preprocess)
 
     @classmethod
-    def from_params(cls, model: torch.nn.Module, params: dict) -> "Segmenter":
-        """A segmenter with the ``preprocess``, ``scan``, ``crf`` and ``objects`` sections."""
-        return cls(
-            model,
-            build(PreprocessConfig, params.get("preprocess")),
-            build(ScanConfig, params.get("scan")),
-            build(CRFConfig, params.get("crf")),
-            int(params.get("objects", {}).get("min_area", 20)),
-        )
+    def from_checkpoint(cls, checkpoint: Checkpoint, scan: ScanConfig, crf: CRFConfig, objects: ObjectConfig, preprocess: PreprocessConfig | None = None) -> "Segmenter":
+        """A segmenter for a trained model: its own normalisation (``preprocess`` only for a
+        checkpoint that does not record one), and the scan refused (InputError) unless its
+        patch size is the one the model was trained on."""
+        trained = checkpoint.model_args.patch_size
+        if scan.patch_size != trained:
+            raise InputError(f"scan patch size {scan.patch_size} differs from the {trained} px patches the model was trained on (patches.size)")
+        preprocess = checkpoint.preprocess or preprocess
+        if preprocess is None:
+            raise InputError("the checkpoint records no normalisation settings: give the preprocess section")
+        return cls(checkpoint.model, preprocess, scan, crf, objects)
 
     def check(self, frame: Frame) -> None:
         """Refuse (InputError) a frame this segmenter is not set up for: wrong size, or
@@ -205,8 +216,8 @@ class Segmenter:
 
     def __call__(self, frame: Frame) -> Segmentation:
         self.check(frame)
-        image01 = normalize(frame.image, self.preprocess, frame.ccd_background)
-        fov = fov_mask(image01.shape, self.preprocess)
+        fov = self.fov
+        image01 = normalize(frame.image, self.preprocess, frame.ccd_background, fov)
         start = time.perf_counter()
         probability = 1.0 / (1.0 + np.exp(-scan_logits(self.model, image01, fov, self.scan)))
         scan_ms = (time.perf_counter() - start) * 1000
@@ -215,10 +226,11 @@ class Segmenter:
         mask = dense_crf(probability, image01, self.crf) & fov if self.crf.enabled else mask_scan
         crf_ms = (time.perf_counter() - start) * 1000 if self.crf.enabled else 0.0
         return Segmentation(
+            image01=image01,
             probability=probability.astype(np.float32),
             mask_scan=mask_scan,
             mask=mask,
-            objects=arc_objects(mask, image01, self.min_object_area),
+            objects=arc_objects(mask, image01, self.objects.min_area),
             arc_fraction=float(mask.sum() / fov.sum()),
             scan_ms=scan_ms,
             crf_ms=crf_ms,

@@ -18,6 +18,7 @@ import torch
 from arcscan.core.model import ModelConfig, build_model, pick_device
 from arcscan.core.patches import NEGATIVE, POSITIVE, UNLABELED, PatchSet
 from arcscan.core.pnu import PNURisk, estimate_prior, heuristic_eta
+from arcscan.core.progress import progress
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,14 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     schedule: str = "cosine"  # learning rate: "cosine" (annealed to 0 over the run) or "constant"
-    eta: float | str = "heuristic"  # a number in [-1, 1], or "heuristic" (Sakai et al.)
-    prior: float | str = "auto"  # a number in (0, 1), or "auto" (energy-distance estimate)
+    eta: float | str = 0.5  # a number in [-1, 1], or "heuristic" (Sakai et al.)
+    prior: float | str = 0.05  # a number in (0, 1), or "auto" (energy-distance estimate)
     beta: float = 0.0
     gamma: float = 1.0
-    positive_weight: float | None = None  # None: pi (misclassification risk); 0.5: balanced
+    positive_weight: float | None = 0.5  # 0.5: balanced error; None: pi (misclassification risk)
     augment: bool = True
     seed: int = 0
-    threads: int = 0  # 0: leave torch's default
+    threads: int = 2  # torch threads; 0: leave torch's default
     device: str = "auto"
 
 
@@ -87,8 +88,10 @@ def train_pnu(
     config: TrainConfig = TrainConfig(),
     model_config: ModelConfig = ModelConfig(),
     on_epoch: Callable[[dict], None] | None = None,
+    show_progress: bool = True,
 ) -> TrainResult:
-    """Train a ResNet18 arc classifier on P, N and U patches with the non-negative PNU risk."""
+    """Train a ResNet18 arc classifier on P, N and U patches with the non-negative PNU risk;
+    a progress bar over the steps shows the epoch's running risk terms."""
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -113,6 +116,7 @@ def train_pnu(
     scheduler = schedules[config.schedule]()
     history: list[dict] = []
     start = time.perf_counter()
+    bar = progress(desc="train", total=config.epochs * steps_per_epoch, unit="step", enabled=show_progress)
     for epoch in range(1, config.epochs + 1):
         model.train()
         totals = {"risk": 0.0, "objective": 0.0, "pn": 0.0, "clipped": 0.0}
@@ -132,10 +136,13 @@ def train_pnu(
             totals["objective"] += terms.objective.item()
             totals["pn"] += terms.pn.item()
             totals["clipped"] += float(terms.clipped)
+            bar.update()
         record = {"epoch": epoch, **{k: v / steps_per_epoch for k, v in totals.items()}, "seconds": time.perf_counter() - start}
         history.append(record)
+        bar.set_postfix(epoch=epoch, risk=f"{record['risk']:.4f}", pn=f"{record['pn']:.4f}", clipped=f"{record['clipped']:.2f}")
         if on_epoch:
             on_epoch(record)
+    bar.close()
     return TrainResult(model.eval(), prior, eta, history, time.perf_counter() - start)
 
 

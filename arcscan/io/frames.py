@@ -22,6 +22,7 @@ import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class Frame:
-    """One all-sky image (raw 16-bit counts) with its metadata and provenance."""
+    """One all-sky image (raw 16-bit counts) with its metadata and provenance. The metadata
+    values arcscan uses are parsed once, on first use."""
 
     image: np.ndarray
     metadata: dict[str, str] = field(default_factory=dict)
@@ -76,7 +78,7 @@ class Frame:
     def imager(self) -> str:
         return self.metadata.get("Imager unique ID", "")
 
-    @property
+    @cached_property
     def timestamp(self) -> datetime | None:
         """UTC start of the exposure, from the ``Image request start`` metadata."""
         text = self.metadata.get(TIMESTAMP_KEY)
@@ -88,7 +90,7 @@ class Frame:
             raise InputError(f"{self.source}: frame {self.index}: unreadable timestamp {text[:40]!r}") from err
         return moment.replace(tzinfo=timezone.utc)
 
-    @property
+    @cached_property
     def ccd_background(self) -> float | None:
         value = self.metadata.get("Ccd background")
         if not value:

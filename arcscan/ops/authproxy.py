@@ -35,15 +35,17 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from arcscan.errors import ArcscanError, InputError
-from arcscan.ops.tokens import key_file_entry, shared_tokens
+from arcscan.ops.plainhttp import Answer, post
+from arcscan.ops.tokens import KeyRenewalError, TorchServeKey, shared_tokens
 
 log = logging.getLogger(__name__)
 
@@ -81,64 +83,34 @@ class ProxyError(ArcscanError):
         self.status = status
 
 
-class Answer(NamedTuple):
-    """An HTTP answer to pass back to the client."""
-
-    status: int
-    body: bytes
-    content_type: str
-
-
 class TorchServe:
     """The pod's TorchServe, called with its own inference key from ``key_file.json``. A
-    refused key is renewed by the first request that sees the refusal; the others find the
-    renewed key in the file."""
+    refused key is replaced by the first request that sees the refusal (see
+    :class:`~arcscan.ops.tokens.TorchServeKey`); the others take the replacement."""
 
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
-        self._key: str | None = None
-        self._lock = threading.Lock()
+        self.key = TorchServeKey(config.key_file, config.management_url, config.timeout)
 
     def predict(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[Answer, bool]:
         """TorchServe's answer to ``POST path``, and whether the key had to be replaced for it."""
-        key = self._current_key()
+        with _torchserve_errors(self.config.management_url, self.config.timeout):
+            key = self.key.current()
         answer = self._post_prediction(path, body, headers, key)
         if not _key_refused(answer):
             return answer, False
-        answer = self._post_prediction(path, body, headers, self._replace(key))
-        if _key_refused(answer):
+        with _torchserve_errors(self.config.management_url, self.config.timeout):
+            fresh = self.key.replace(key)
+        if fresh is not None:
+            answer = self._post_prediction(path, body, headers, fresh)
+        if fresh is None or _key_refused(answer):
             raise ProxyError(502, "TorchServe refused its own inference key, also after renewing it")
         return answer, True
 
     def _post_prediction(self, path: str, body: bytes, headers: dict[str, str], key: str) -> Answer:
         headers = headers | {"Authorization": f"Bearer {key}"}
-        return _post(self.config.inference_url, path, body, headers, self.config.timeout)
-
-    def _current_key(self) -> str:
-        with self._lock:
-            if self._key is None:
-                self._key = self._read("inference")
-            return self._key
-
-    def _replace(self, refused: str) -> str:
-        """A key instead of ``refused``: the key file's if it changed (another request renewed
-        the key meanwhile, or TorchServe restarted), else a new one from TorchServe's token API."""
-        with self._lock:
-            fresh = self._read("inference")
-            if fresh == refused:
-                api_key = {"Authorization": f"Bearer {self._read('API')}"}
-                answer = _post(self.config.management_url, "/token?type=inference", b"", api_key, self.config.timeout)
-                if answer.status != 200:
-                    raise ProxyError(502, f"TorchServe's token API did not renew the inference key ({answer.status})")
-                fresh = self._read("inference")
-            self._key = fresh
-            return fresh
-
-    def _read(self, kind: str) -> str:
-        try:
-            return key_file_entry(self.config.key_file, kind)
-        except InputError as err:
-            raise ProxyError(503, f"no TorchServe key yet: {err}") from err
+        with _torchserve_errors(self.config.inference_url, self.config.timeout):
+            return post(self.config.inference_url, path, body, headers, self.config.timeout)
 
 
 class AuthProxy(ThreadingHTTPServer):
@@ -264,20 +236,21 @@ class _Handler(BaseHTTPRequestHandler):
         log.warning("%s: " + format, self.client_address[0], *args)
 
 
-def _post(base_url: str, path: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
-    """``POST base_url + path`` over plain HTTP (no environment proxies): the answer."""
-    url = urlsplit(base_url)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+@contextmanager
+def _torchserve_errors(base_url: str, timeout: float) -> Iterator[None]:
+    """Failures of a call to TorchServe at ``base_url`` as the proxy's answers: 503 while its
+    key file cannot be read, 502 when its token API refuses or it cannot be reached, 504 when it
+    does not answer within ``timeout``."""
     try:
-        connection.request("POST", path, body, headers)
-        response = connection.getresponse()
-        return Answer(response.status, response.read(), response.getheader("Content-Type") or "application/octet-stream")
+        yield
+    except KeyRenewalError as err:
+        raise ProxyError(502, str(err)) from err
+    except InputError as err:
+        raise ProxyError(503, f"no TorchServe key yet: {err}") from err
     except TimeoutError as err:
         raise ProxyError(504, f"TorchServe at {base_url} did not answer within {timeout:g} s") from err
     except (OSError, http.client.HTTPException) as err:
         raise ProxyError(502, f"TorchServe at {base_url} cannot be reached ({err})") from err
-    finally:
-        connection.close()
 
 
 def _is_http_origin(url: str) -> bool:
