@@ -1,6 +1,7 @@
 """Progress the way users expect: a tqdm bar with rate and ETA on a terminal, and plain log
-lines (the same figures, at most one every ``LOG_INTERVAL_S`` seconds, and a last one at the
-end) when stderr is not a terminal, as in CI and DVC logs."""
+lines (the same figures, at most one every ``LOG_INTERVAL_S`` seconds, whenever the caller
+posts new figures such as an epoch's risk, and at the end) when stderr is not a terminal, as
+in CI and DVC logs."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ _LOG_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{po
 
 
 class _LogLines(tqdm):
-    """tqdm that writes whole lines instead of redrawing one."""
+    """tqdm that writes whole lines instead of redrawing one (never the same line twice). Each
+    line but the first starts with its newline: ``close`` ends the last one."""
+
+    _last = ""
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
-        text = self.__str__() if msg is None else msg
-        if text.strip():
-            self.fp.write(text.strip() + "\n")
+        text = (self.__str__() if msg is None else msg).strip()
+        if text and text != self._last:
+            self.fp.write(("\n" if self._last else "") + text)
             self.fp.flush()
+            self._last = text
         return True
 
 
