@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -74,6 +75,15 @@ def npy(array: np.ndarray) -> bytes:
 def stream0(n: int = 1, **options) -> bytes:
     """A plain stream0 minute of ``n`` synthetic frames (see :func:`minute`)."""
     return encode_stream0(minute(n, **options))
+
+
+def stream0_with_metadata(**metadata: str) -> bytes:
+    """A one-frame stream0 body whose metadata lines say ``metadata`` (values a Frame would
+    refuse, so they are written into the bytes, not into a Frame)."""
+    body = stream0(1)
+    for key, value in metadata.items():
+        body = re.sub(rb'#"' + re.escape(key.encode()) + rb'" [^\n]*\n', b'#"' + key.encode() + b'" ' + value.encode() + b"\n", body, count=1)
+    return body
 
 
 def valid_bodies() -> dict[str, bytes]:
@@ -196,8 +206,8 @@ CASES: list[Case] = [
     Case("pgm wrong size", lambda: stream0(shape=(128, 256)), 400, "expected 256x256 pixels, got 256x128", refused_by="handler"),
     Case("pgm wrong size in a later frame", lambda: encode_stream0(minute(1) + [Frame(minute(1, shape=(200, 200))[0].image, {}, "", 1)]),
          400, "frame 1: expected 256x256 pixels, got 200x200", refused_by="handler"),
-    Case("pgm bad timestamp", lambda: stream0(**{"Image request start": "yesterday"}), 400, "unreadable timestamp", refused_by="handler"),
-    Case("pgm bad ccd background", lambda: stream0(**{"Ccd background": "dark"}), 400, "unreadable CCD background", refused_by="handler"),
+    Case("pgm bad timestamp", lambda: stream0_with_metadata(**{"Image request start": "yesterday"}), 400, "unreadable timestamp"),
+    Case("pgm bad ccd background", lambda: stream0_with_metadata(**{"Ccd background": "dark"}), 400, "unreadable CCD background"),
     # PNG: depth, colour, corrupt, bombs
     Case("png 8-bit grey", lambda: png16(np.zeros((256, 256), np.uint8), bitdepth=8), 415, "8-bit PNG"),
     Case("png 8-bit RGB", lambda: png16(np.zeros((256, 256, 3), np.uint8), bitdepth=8), 415, "8-bit PNG"),

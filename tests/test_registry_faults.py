@@ -194,8 +194,11 @@ def _start_training(url: str, **env: str) -> subprocess.Popen:
         [sys.executable, str(ROOT / "training" / "train.py"), str(patches), "models"],
         env=_client_env(url, **env) | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    first = process.stdout.readline()  # the first epoch's record: the run is under way
-    assert first.startswith('{"epoch": 1'), first + process.stderr.read()
+    seen = ""
+    while "epoch=1" not in seen:  # the progress line of the first epoch: the run is under way
+        line = process.stderr.readline()
+        assert line, seen + process.stdout.read()
+        seen += line
     return process
 
 

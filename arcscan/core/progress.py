@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from typing import TextIO
 
 from tqdm import tqdm
 
@@ -14,18 +15,34 @@ LOG_INTERVAL_S = 30.0
 _LOG_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
-class _LogLines(tqdm):
-    """tqdm that writes whole lines instead of redrawing one (never the same line twice). Each
-    line but the first starts with its newline: ``close`` ends the last one."""
+class _Lines:
+    """A text stream that passes on whole lines only (tqdm's bare newlines and carriage
+    returns are dropped)."""
 
-    _last = ""
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class _LogLines(tqdm):
+    """tqdm that writes whole lines, each at once, instead of redrawing one; a line only when
+    the count or the figures changed."""
+
+    _last: tuple | None = None
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
         text = (self.__str__() if msg is None else msg).strip()
-        if text and text != self._last:
-            self.fp.write(("\n" if self._last else "") + text)
+        state = (self.n, self.postfix)
+        if text and state != self._last:
+            self.fp.write(text + "\n")
             self.fp.flush()
-            self._last = text
+            self._last = state
         return True
 
 
@@ -35,4 +52,4 @@ def progress(iterable: Iterable | None = None, *, desc: str, total: int | None =
         return tqdm(iterable, total=total, disable=True)
     if sys.stderr.isatty():
         return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True)
-    return _LogLines(iterable, desc=desc, total=total, unit=unit, mininterval=LOG_INTERVAL_S, bar_format=_LOG_FORMAT, file=sys.stderr)
+    return _LogLines(iterable, desc=desc, total=total, unit=unit, mininterval=LOG_INTERVAL_S, bar_format=_LOG_FORMAT, file=_Lines(sys.stderr))

@@ -204,15 +204,13 @@ class Segmenter:
         return cls(checkpoint.model, preprocess, scan, crf, objects)
 
     def check(self, frame: Frame) -> None:
-        """Refuse (InputError) a frame this segmenter is not set up for: wrong size, or
-        metadata that cannot be read."""
+        """Refuse (InputError) a frame this segmenter is not set up for (its size)."""
         expected = tuple(self.preprocess.frame_shape)
         if frame.image.shape != expected:
             raise InputError(
                 f"{frame.source or 'input'}: frame {frame.index}: expected {expected[1]}x{expected[0]} pixels, "
                 f"got {frame.image.shape[1]}x{frame.image.shape[0]}"
             )
-        frame.timestamp, frame.ccd_background  # noqa: B018 -- parse now: raises InputError
 
     def __call__(self, frame: Frame) -> Segmentation:
         self.check(frame)

@@ -22,7 +22,6 @@ import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -63,42 +62,31 @@ class Limits:
 @dataclass(frozen=True)
 class Frame:
     """One all-sky image (raw 16-bit counts) with its metadata and provenance. The metadata
-    values arcscan uses are parsed once, on first use."""
+    values arcscan uses (site, imager, exposure start, CCD background) are parsed once, when
+    the frame is made: unreadable ones raise :class:`~arcscan.errors.InputError` there."""
 
     image: np.ndarray
     metadata: dict[str, str] = field(default_factory=dict)
     source: str = ""
     index: int = 0
+    site: str = field(init=False)
+    imager: str = field(init=False)
+    timestamp: datetime | None = field(init=False)  # UTC start of the exposure (``Image request start``)
+    ccd_background: float | None = field(init=False)
 
-    @property
-    def site(self) -> str:
-        return self.metadata.get("Site unique ID", "")
-
-    @property
-    def imager(self) -> str:
-        return self.metadata.get("Imager unique ID", "")
-
-    @cached_property
-    def timestamp(self) -> datetime | None:
-        """UTC start of the exposure, from the ``Image request start`` metadata."""
-        text = self.metadata.get(TIMESTAMP_KEY)
-        if not text:
-            return None
+    def __post_init__(self) -> None:
+        where = f"{self.source}: frame {self.index}"
+        stamp, background = self.metadata.get(TIMESTAMP_KEY), self.metadata.get("Ccd background")
         try:
-            moment = datetime.strptime(text.removesuffix("UTC").strip(), _TIMESTAMP_FORMAT)
+            moment = datetime.strptime(stamp.removesuffix("UTC").strip(), _TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc) if stamp else None
         except ValueError as err:
-            raise InputError(f"{self.source}: frame {self.index}: unreadable timestamp {text[:40]!r}") from err
-        return moment.replace(tzinfo=timezone.utc)
-
-    @cached_property
-    def ccd_background(self) -> float | None:
-        value = self.metadata.get("Ccd background")
-        if not value:
-            return None
+            raise InputError(f"{where}: unreadable timestamp {stamp[:40]!r}") from err
         try:
-            return float(value)
+            level = float(background) if background else None
         except ValueError as err:
-            raise InputError(f"{self.source}: frame {self.index}: unreadable CCD background {value[:40]!r}") from err
+            raise InputError(f"{where}: unreadable CCD background {background[:40]!r}") from err
+        for name, value in (("site", self.metadata.get("Site unique ID", "")), ("imager", self.metadata.get("Imager unique ID", "")), ("timestamp", moment), ("ccd_background", level)):
+            object.__setattr__(self, name, value)
 
 
 def format_timestamp(moment: datetime) -> str:

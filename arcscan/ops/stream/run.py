@@ -165,10 +165,7 @@ class _Run:
                 frames = []
                 for path in minute:
                     try:
-                        found = read_frames(path)
-                        for frame in found:
-                            frame.timestamp  # parsed here, so a malformed one makes the file unreadable
-                        frames += found
+                        frames += read_frames(path)  # a malformed timestamp makes the file unreadable
                     except (InputError, OSError, ValueError) as err:
                         log.warning("%s: not read: %s", path, err)
                         ledger.failed({"file": path.name, "index": None, "reason": "unreadable", "status": None, "message": str(err), "at": now()})
