@@ -11,9 +11,23 @@ loaded with ``weights_only=True``, with its model arguments and normalisation), 
 ``params.yaml`` it was registered with (scan, CRF and object settings), the
 ``arcscan`` package source and ``model_info.json`` (registered name and version).
 
-Request: the raw file as the body (``application/octet-stream``) or as a multipart field;
-a THEMIS stream0 ``.pgm``/``.pgm.gz`` minute (every frame), a 16-bit PNG or a ``.npy`` array.
-The optional ``X-Filename`` header names the upload in answers and messages.
+Request: the raw file as the body (``application/octet-stream``, or no ``Content-Type``) or as
+a multipart field; a THEMIS stream0 ``.pgm``/``.pgm.gz`` minute (every frame), a 16-bit PNG or
+a ``.npy`` array. The optional ``X-Filename`` header names the upload in answers and messages.
+
+A form-encoded body (``Content-Type: application/x-www-form-urlencoded``, what ``curl --data-binary``
+sends unless told otherwise) cannot carry a file: TorchServe's frontend splits it into fields
+at ``&`` and ``=``, percent-decodes them and reads them as UTF-8, so the bytes are lost. Such a
+request is answered 415 with a message asking for ``Content-Type: application/octet-stream``
+(400 when there are no fields, or when the fields are plainly a form: a few short names and
+no ``data``); neither field names nor values are echoed when they are not short plain names.
+Most binary files sent so never reach this handler: on a ``%`` not followed by two hex digits
+or a CR without LF the frontend's form decoder (Netty's ``HttpPostStandardRequestDecoder``)
+fails first and TorchServe answers 500 ``ErrorDataDecoderException``, for a bad ``%`` with the
+body's text in the message. Clients reach TorchServe only through ``arcscan auth-proxy``,
+which sends such bodies (and bodies without a ``Content-Type``) as ``application/octet-stream``,
+accepting the file, and passes no TorchServe 5xx on that could echo a body (see
+:mod:`arcscan.ops.authproxy`).
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ import base64
 import json
 import logging
 import os
+import re
 from http import HTTPStatus
 from pathlib import Path
 
@@ -39,7 +54,15 @@ logger = logging.getLogger(__name__)
 MODEL_INFO = "model_info.json"
 PARAMS = "params.yaml"
 FILENAME_HEADER = "x-filename"
+CONTENT_TYPE_HEADER = "content-type"
+FORM_ENCODED = "application/x-www-form-urlencoded"
 DEFAULT_NAME = "upload"
+SEND_OCTET_STREAM = (
+    "send the file's bytes as the body with Content-Type: application/octet-stream "
+    "(curl: -H 'Content-Type: application/octet-stream' --data-binary @FILE)"
+)
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")  # a form field name shown in a message
+MAX_SHOWN_FIELDS = 10
 THREADS_ENV = "ARCSCAN_TORCH_THREADS"  # set by serving/serve.py: cores / workers
 
 # Metric names as the handler emits them (TorchServe adds the ModelName and Level labels).
@@ -83,7 +106,8 @@ class ArcscanHandler(BaseHandler):
         for idx, row in enumerate(data):
             source = self._filename(idx)
             try:
-                frames = decode_frames(_payload(row, source), source, self.limits)
+                body = _payload(row, source, self._header(idx, CONTENT_TYPE_HEADER) or "")
+                frames = decode_frames(body, source, self.limits)
                 for frame in frames:
                     self.segmenter.check(frame)
                 requests.append((source, frames))
@@ -133,11 +157,16 @@ class ArcscanHandler(BaseHandler):
     # ------------------------------------------------------------------------------------
 
     def _filename(self, idx: int) -> str:
+        value = self._header(idx, FILENAME_HEADER)
+        return (input_name(_header_text(value)) or DEFAULT_NAME) if value is not None else DEFAULT_NAME
+
+    def _header(self, idx: int, name: str) -> str | None:
+        """Request ``idx``'s header ``name`` (lower case; the frontend passes every header on)."""
         headers = self.context.get_all_request_header(idx) if self.context is not None else {}
         for key, value in (headers or {}).items():
-            if key.lower() == FILENAME_HEADER and isinstance(value, str):
-                return input_name(_header_text(value)) or DEFAULT_NAME
-        return DEFAULT_NAME
+            if key.lower() == name and isinstance(value, str):
+                return value
+        return None
 
     def _record(self, results: list[Segmentation], idx: int) -> None:
         # A fresh dimensions list on every call: TorchServe appends its default dimensions to
@@ -152,17 +181,27 @@ class ArcscanHandler(BaseHandler):
         self.context.metrics.add_counter(name, value, idx, [])
 
 
-def _payload(row: dict, source: str) -> bytes:
-    """The uploaded file's bytes: the raw body (``body``), the form field ``data`` or the one
-    form field there is (TorchServe turns each multipart or url-encoded field into a key)."""
+def _payload(row: dict, source: str, content_type: str = "") -> bytes:
+    """The uploaded file's bytes: the raw body (``body``), the multipart field ``data`` or the
+    one multipart field there is (TorchServe turns each form field into a key). A form-encoded
+    body (``content_type``) is refused: its bytes do not survive the frontend's form decoding."""
+    form_encoded = content_type.split(";")[0].strip().lower() == FORM_ENCODED
     if not row:
-        raise InputError(f"{source}: no file in the request (a form without fields); send the file's bytes as the body")
+        what = "a form-encoded body without fields" if form_encoded else "a form without fields"
+        raise InputError(f"{source}: no file in the request ({what}); {SEND_OCTET_STREAM}")
+    if form_encoded:
+        if _plain_names(row) and len(row) > 1 and not {"data", "body"} & set(row):
+            raise InputError(f"{source}: form-encoded body with {_shown_fields(row)}; {SEND_OCTET_STREAM}")
+        raise UnsupportedFormat(
+            f"{source}: got a form-encoded body (Content-Type: {FORM_ENCODED}, curl's default for --data-binary), "
+            f"which cannot carry a file's bytes; {SEND_OCTET_STREAM}"
+        )
     if "data" in row or "body" in row:
         value = row.get("data", row.get("body"))
     elif len(row) == 1:
         (value,) = row.values()
     else:
-        raise InputError(f"{source}: form upload with fields {sorted(row)}; send the file as field 'data'")
+        raise InputError(f"{source}: form upload with {_shown_fields(row)}; send the file as field 'data'")
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if isinstance(value, str):  # TorchServe decoded a text/* body; UTF-8 gives the bytes back
@@ -170,6 +209,17 @@ def _payload(row: dict, source: str) -> bytes:
     raise UnsupportedFormat(  # TorchServe decoded an application/json body (an object, list, number or null)
         f"{source}: got a JSON body; send the file's bytes (Content-Type: application/octet-stream)"
     )
+
+
+def _plain_names(row: dict) -> bool:
+    """Whether the form's field names are a few short plain names (not cut out of a binary body)."""
+    return len(row) <= MAX_SHOWN_FIELDS and all(isinstance(name, str) and _FIELD_NAME.fullmatch(name) for name in row)
+
+
+def _shown_fields(row: dict) -> str:
+    """The fields for a message: ``fields ['a', 'b']`` when they are plain names, else only how
+    many there are: names cut out of a binary body are not echoed."""
+    return f"fields {sorted(row)}" if _plain_names(row) else f"{len(row)} fields (names not shown)"
 
 
 def _header_text(value: str) -> str:

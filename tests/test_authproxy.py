@@ -217,6 +217,95 @@ def test_torchserve_answers_pass_through_unchanged(proxy, torchserve, status, pa
     assert torchserve.renewals == 0
 
 
+def proxy_log_lines(caplog, count: int, timeout: float = 5.0) -> list[str]:
+    """The proxy's log lines once there are ``count`` (a request's line follows its answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [r.getMessage() for r in caplog.records if r.name == "arcscan.ops.authproxy"]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/x-www-form-urlencoded", "Application/X-WWW-Form-Urlencoded ; charset=UTF-8", ""],
+    ids=["none", "form-encoded (curl --data-binary)", "form-encoded, odd case and charset", "empty"],
+)
+def test_a_body_without_content_type_or_form_encoded_goes_as_octet_stream(proxy, torchserve, caplog, content_type):
+    """TorchServe's frontend would decode a form-encoded body itself (a 500 echoing a binary
+    body): the proxy sends the body's bytes as the file."""
+    caplog.set_level(logging.INFO, logger="arcscan.ops.authproxy")
+    body = b"P5\n%zz&a=b+c\x00\xff" + bytes(range(256))
+    headers = {"Authorization": f"Bearer {TOKEN}"} | ({"Content-Type": content_type} if content_type is not None else {})
+    answer = requests.post(proxy.url + "/predictions/arcscan", data=body, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    [seen] = torchserve.seen
+    assert seen["body"] == body and seen["headers"]["Content-Type"] == "application/octet-stream"
+    [line] = proxy_log_lines(caplog, 1)
+    assert line.endswith("sent as application/octet-stream)") == (content_type is not None), line
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/octet-stream", "multipart/form-data; boundary=x", "application/json", "text/plain", "image/png", "application/x-www-form-urlencodedx"],
+)
+def test_other_content_types_are_forwarded_as_sent(proxy, torchserve, content_type):
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": content_type}
+    assert requests.post(proxy.url + "/predictions/arcscan", data=b"body", headers=headers, timeout=10).status_code == 200
+    assert torchserve.seen[-1]["headers"]["Content-Type"] == content_type
+
+
+SECRET_BODY = b"P5\n#\"Site unique ID\" gill\n256 256\n65535\n" + bytes(range(256)) * 4
+
+
+def torchserve_error(status: int, kind: str, message: str) -> bytes:
+    """A TorchServe frontend error answer as it writes them (pretty-printed JSON)."""
+    return json.dumps({"code": status, "type": kind, "message": message}, indent=2).encode()
+
+
+@pytest.mark.parametrize(
+    "status, payload, content_type, expected",
+    [
+        (500, torchserve_error(500, "ErrorDataDecoderException", "Bad string: '" + SECRET_BODY.decode("latin-1") + "'"), "application/json",
+         (400, "the body is not the form its Content-Type says (TorchServe's form decoder failed); "
+               "send the file's bytes as the body with Content-Type: application/octet-stream")),
+        (500, torchserve_error(500, "ErrorDataDecoderException", "Invalid hex byte at index '0' in string: '%zz'"), "application/json",
+         (400, "the body is not the form its Content-Type says (TorchServe's form decoder failed); "
+               "send the file's bytes as the body with Content-Type: application/octet-stream")),
+        (500, torchserve_error(500, "IllegalStateException", "x" * 2000), "application/json",
+         (500, "TorchServe answered 500 Internal Server Error (IllegalStateException)")),
+        (503, torchserve_error(503, "Weird Type\n", "line one\nline two"), "application/json", (503, "TorchServe answered 503 Service Unavailable")),
+        (502, b"<html>" + SECRET_BODY + b"</html>", "text/html", (502, "TorchServe answered 502 Bad Gateway")),
+        (599, b"[1, 2]", "application/json", (599, "TorchServe answered 599")),
+    ],
+    ids=["form decoder echo", "form decoder, short", "long message", "control characters", "not JSON", "unknown status"],
+)
+def test_a_torchserve_5xx_that_could_echo_the_body_is_not_passed_on(proxy, torchserve, caplog, status, payload, content_type, expected):
+    caplog.set_level(logging.INFO, logger="arcscan.ops.authproxy")
+    torchserve.answer = (status, payload, content_type)
+    answer = post(proxy, SECRET_BODY)
+    assert (answer.status_code, answer.json()) == (expected[0], {"error": expected[1]})
+    assert answer.headers["Content-Type"] == "application/json"
+    assert b"Site unique ID" not in answer.content and b"%zz" not in answer.content and b"xxxx" not in answer.content
+    [line] = proxy_log_lines(caplog, 1)
+    assert re.search(rf'" {expected[0]} \d+ B \d+ ms \(TorchServe\'s {status}( [A-Za-z]+)? not passed on\)$', line), line
+    assert "Site unique ID" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [torchserve_error(503, "ServiceUnavailableException", 'Model "arcscan" has no worker to serve inference request. Please use scale workers API to add workers.'),
+     torchserve_error(500, "InternalServerException", "Worker died."),
+     b'{"error": "m.pgm: an arcscan message\\nover two lines"}'],
+    ids=["no worker", "worker died", "arcscan's error"],
+)
+def test_torchserve_5xx_with_short_messages_and_arcscan_errors_pass_through(proxy, torchserve, payload):
+    torchserve.answer = (json.loads(payload).get("code", 500), payload, "application/json")
+    answer = post(proxy)
+    assert (answer.status_code, answer.content) == (torchserve.answer[0], payload)
+
+
 def test_torchserve_unreachable_gets_502(torchserve, tokens_file):
     with serving(AuthProxy(config(torchserve, tokens_file, inference_url=f"http://127.0.0.1:{free_port()}"))) as proxy:
         answer = post(proxy)
@@ -276,7 +365,7 @@ def test_one_log_line_per_request_without_tokens_or_keys(proxy, torchserve, capl
     torchserve.expired = True
     assert post(proxy).status_code == 200
     assert post(proxy, token="wrong-token-0123456789").status_code == 401
-    lines = [r.getMessage() for r in caplog.records if r.name == "arcscan.ops.authproxy"]
+    lines = proxy_log_lines(caplog, 2)  # a request's line is written just after its answer
     assert len(lines) == 2, lines
     assert re.search(r'"POST /predictions/arcscan HTTP/1.1" 200 \d+ B \d+ ms \(TorchServe key replaced\)$', lines[0])
     assert re.search(r'"POST /predictions/arcscan HTTP/1.1" 401 \d+ B \d+ ms$', lines[1])

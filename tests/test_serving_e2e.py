@@ -25,7 +25,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 
 from arcscan.io.frames import encode_stream0
-from hostile import CASES, Case, minute, npy, png16
+from hostile import CASES, Case, minute, npy, png16, stream0
 from serving import serve
 from servers import free_port, random_model_archive
 from test_handler import HOSTILE_BODIES, check_answer, check_any_answer
@@ -336,3 +336,70 @@ def test_auth_proxy_passes_answers_through_and_renews_an_expired_key(server, aut
     assert answer.status_code == 200, answer.text
     check_answer(answer.json(), "renew.png", minute(1, seed=3), with_metadata=False, model=MODEL)
     assert server.key() != stale_key  # the proxy renewed it through the token API
+
+
+FORM_ENCODED = "application/x-www-form-urlencoded"  # what curl --data-binary sends unless told otherwise
+OCTET_STREAM_HINT = "send the file's bytes as the body with Content-Type: application/octet-stream"
+# A multipart body Netty's decoder fails on (a part without Content-Disposition): 500 ErrorDataDecoderException.
+BROKEN_MULTIPART = (b"--xyz\r\nGarbage\r\n\r\n", b"\r\n--xyz--\r\n"), "multipart/form-data; boundary=xyz"
+
+
+def raw_post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    """``body`` with exactly these headers (no Content-Type unless given)."""
+    return requests.post(url, data=body, headers=headers, timeout=120)
+
+
+def test_a_real_torchserve_and_bodies_without_content_type_or_form_encoded(server):
+    """Straight to TorchServe (in the pod only): no Content-Type is the file; form-encoded, its
+    frontend decodes the body as form fields itself. Most binary bodies fail there (a ``%`` not
+    followed by two hex digits, a CR without LF), 500 ErrorDataDecoderException, echoing the
+    body (what the auth proxy keeps from clients); one that gets through reaches the handler
+    as fields, 415."""
+    frames = minute(2, seed=12)
+    plain, packed = encode_stream0(frames), gzip.compress(encode_stream0(frames), mtime=0)
+    auth = server.auth("inference")
+    for body, name in [(plain, "m.pgm"), (packed, "m.pgm.gz")]:
+        answer = raw_post(server.predictions_url(), body, auth | {"X-Filename": name})
+        assert answer.status_code == 200, answer.text
+        check_answer(answer.json(), name, frames, model=MODEL)
+
+    for body in (plain, stream0(1)):  # Netty's "Bad end of line" (a lone CR), "Bad string: '<the body>'" (a bad %)
+        failed = raw_post(server.predictions_url(), body, auth | {"Content-Type": FORM_ENCODED, "X-Filename": "m.pgm"})
+        assert failed.status_code == 500 and failed.json()["type"] == "ErrorDataDecoderException", failed.text[:300]
+    assert failed.json()["message"].startswith("Bad string: 'P5\n#\"Site unique ID\" gill\n")  # the body, echoed
+
+    reaches_the_handler = gzip.compress(stream0(1), mtime=0)  # no lone CR, no bad % before Netty's decoder stops
+    answer = raw_post(server.predictions_url(), reaches_the_handler, auth | {"Content-Type": FORM_ENCODED, "X-Filename": "m.pgm.gz"})
+    assert answer.status_code == 415 and set(answer.json()) == {"error"}, answer.text[:300]
+    message = answer.json()["error"]
+    assert message.startswith("m.pgm.gz: got a form-encoded body") and OCTET_STREAM_HINT in message
+    assert len(message) < 400 and message.isprintable()
+
+    (head, tail), content_type = BROKEN_MULTIPART
+    broken = raw_post(server.predictions_url(), head + plain + tail, auth | {"Content-Type": content_type})
+    assert broken.status_code == 500 and broken.json()["type"] == "ErrorDataDecoderException", broken.text[:300]
+
+
+def test_auth_proxy_takes_a_body_without_content_type_or_form_encoded_as_the_file(server, auth_proxy):
+    """Through the proxy (every cluster client's path) ``curl --data-binary @file`` works: a
+    body without Content-Type or form-encoded goes to TorchServe as application/octet-stream,
+    and a TorchServe 500 of its form decoder comes back as a 400 that echoes nothing."""
+    frames = minute(2, seed=13)
+    plain, packed = encode_stream0(frames), gzip.compress(encode_stream0(frames), mtime=0)
+    shared = {"Authorization": f"Bearer {SHARED_TOKEN}"}
+    for content_type in (None, FORM_ENCODED, FORM_ENCODED + "; charset=UTF-8"):
+        for body, name in [(plain, "m.pgm"), (packed, "m.pgm.gz")]:
+            headers = shared | {"X-Filename": name} | ({"Content-Type": content_type} if content_type else {})
+            answer = raw_post(auth_proxy, body, headers)
+            assert answer.status_code == 200, (content_type, name, answer.text[:300])
+            check_answer(answer.json(), name, frames, model=MODEL)
+    image = minute(1, seed=14)[0]
+    for body, name in [(png16(image.image), "f.png"), (npy(image.image), "f.npy")]:  # straight to TorchServe, such bodies mostly get its 500
+        answer = raw_post(auth_proxy, body, shared | {"X-Filename": name, "Content-Type": FORM_ENCODED})
+        assert answer.status_code == 200, (name, answer.text[:300])
+        check_answer(answer.json(), name, [image], with_metadata=False, model=MODEL)
+
+    (head, tail), content_type = BROKEN_MULTIPART
+    answer = raw_post(auth_proxy, head + plain + tail, shared | {"Content-Type": content_type})
+    assert answer.status_code == 400 and set(answer.json()) == {"error"}, answer.text[:300]
+    assert OCTET_STREAM_HINT in answer.json()["error"] and b"Site unique ID" not in answer.content

@@ -10,14 +10,26 @@ key. The proxy holds the key of its own TorchServe for them:
   compared in constant time. No or another token: 401, before the body is read. Other paths:
   404, other methods: 405, a body over ``max_body_bytes`` (TorchServe's ``max_request_size``): 413.
 * The body, ``Content-Type`` and ``X-Filename`` go to TorchServe's inference address with the
-  pod's inference key from TorchServe's ``key_file.json``. When TorchServe refuses the key (400
-  ``InvalidKeyException``: expired, or TorchServe restarted with new keys), the proxy takes the
-  file's key if it changed, else renews it through TorchServe's token API (``POST
-  {management}/token?type=inference`` with the file's API key), and retries once.
+  pod's inference key from TorchServe's ``key_file.json``. A body without a ``Content-Type`` or
+  sent as ``application/x-www-form-urlencoded`` (what ``curl --data-binary @file`` sends unless
+  told otherwise) goes as ``application/octet-stream``: it is taken as the file. TorchServe's
+  frontend would otherwise decode a form-encoded body itself, which loses a file's bytes and,
+  on a binary body, fails with 500 ``ErrorDataDecoderException`` echoing the body; no frame
+  format is a form-encoded text, so nothing valid is lost (a real form's fields get the
+  handler's 415 "not a recognised frame format" instead of its 400). When TorchServe refuses
+  the key (400 ``InvalidKeyException``: expired, or TorchServe restarted with new keys), the
+  proxy takes the file's key if it changed, else renews it through TorchServe's token API
+  (``POST {management}/token?type=inference`` with the file's API key), and retries once.
 * TorchServe's status, body and ``Content-Type`` come back unchanged (the handler's 4xx
-  included). The proxy's own answers are JSON ``{"error": message}``: 502 when TorchServe cannot
-  be reached or refuses even a renewed key, 503 while its key file is missing or the tokens
-  file cannot be read, 504 when TorchServe does not answer within ``timeout``.
+  included), except for a 5xx that could echo the request body, which never goes back: a 500
+  ``ErrorDataDecoderException`` (its form decoder failed on a multipart body that is not one)
+  becomes a 400 ``{"error": message}`` asking for ``application/octet-stream``; any other 5xx
+  whose body is neither arcscan's ``{"error": message}`` nor a JSON object of short printable
+  strings (TorchServe's ``{"code", "type", "message"}``) keeps its status with ``{"error":
+  "TorchServe answered <status> (<type>)"}`` instead. The proxy's own answers are JSON
+  ``{"error": message}``: 502 when TorchServe cannot be reached or refuses even a renewed key,
+  503 while its key file is missing or the tokens file cannot be read, 504 when TorchServe does
+  not answer within ``timeout``.
 
 One log line per request (client, request line, status, bytes, milliseconds), never a token or
 a key. ``arcscan auth-proxy`` (:func:`add_auth_proxy_parser`) runs it until SIGTERM/SIGINT.
@@ -52,6 +64,11 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 16 * 2**20  # TorchServe's max_request_size (serving/config.properties)
 _PREDICTIONS = re.compile(r"/predictions/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?")
 _FORWARDED_HEADERS = ("Content-Type", "X-Filename")
+OCTET_STREAM = "application/octet-stream"
+FORM_ENCODED = "application/x-www-form-urlencoded"  # TorchServe's frontend decodes these bodies itself
+SEND_OCTET_STREAM = "send the file's bytes as the body with Content-Type: application/octet-stream"
+_SHORT_TEXT = 300  # characters of a TorchServe 5xx message that are passed on
+_JAVA_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$.]{0,100}")
 
 
 @dataclass(frozen=True)
@@ -164,19 +181,26 @@ class _Handler(BaseHTTPRequestHandler):
         return super().parse_request()
 
     def do_POST(self) -> None:
-        body, renewed, extra = None, False, {}
+        body, notes, extra = None, [], {}
         try:
             if not _PREDICTIONS.fullmatch(self.path):
                 raise ProxyError(404, f"{self.path[:100]}: not found (the proxy forwards POST /predictions/<model> only)")
             self._authorize()
             body = self._read_body()
             headers = {name: self.headers[name] for name in _FORWARDED_HEADERS if name in self.headers}
+            sent_as = _forwarded_content_type(headers.get("Content-Type"))
+            if headers.get("Content-Type", sent_as) != sent_as:
+                notes.append(f"{headers['Content-Type'].split(';')[0].strip()[:60]!r} sent as {sent_as}")
+            headers["Content-Type"] = sent_as
             answer, renewed = self.server.torchserve.predict(self.path, body, headers)
+            notes += ["TorchServe key replaced"] if renewed else []
+            answer, note = _for_client(answer)
+            notes += [note] if note else []
         except ProxyError as error:
             self.close_connection |= body is None  # an unread body must not be taken for the next request
             answer = _error(error.status, str(error))
             extra = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
-        self._send(answer, "TorchServe key replaced" if renewed else "", extra)
+        self._send(answer, "; ".join(notes), extra)
 
     def _not_allowed(self) -> None:
         self.close_connection = True  # a body, if any, is not read
@@ -265,6 +289,50 @@ def _is_http_origin(url: str) -> bool:
 def _key_refused(answer: Answer) -> bool:
     """TorchServe's answer to a wrong or expired key."""
     return answer.status == 400 and b"InvalidKeyException" in answer.body
+
+
+def _forwarded_content_type(content_type: str | None) -> str:
+    """The ``Content-Type`` TorchServe gets: the client's, but ``application/octet-stream`` for
+    none or a form-encoded one (a file's bytes are not form fields)."""
+    if content_type is None or content_type.split(";")[0].strip().lower() in ("", FORM_ENCODED):
+        return OCTET_STREAM
+    return content_type
+
+
+def _for_client(answer: Answer) -> tuple[Answer, str]:
+    """TorchServe's answer as the client gets it: unchanged, but for a 5xx that could echo the
+    request body (see the module docstring); and a note for the log line when it was replaced."""
+    if answer.status < 500:
+        return answer, ""
+    try:
+        payload = json.loads(answer.body)
+    except ValueError:  # also a body that is not UTF-8
+        payload = None
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    kind = kind if isinstance(kind, str) and _JAVA_NAME.fullmatch(kind) else ""
+    note = f"TorchServe's {answer.status}{f' {kind}' if kind else ''} not passed on"
+    if kind == "ErrorDataDecoderException":
+        message = f"the body is not the form its Content-Type says (TorchServe's form decoder failed); {SEND_OCTET_STREAM}"
+        return _error(400, message), note
+    if isinstance(payload, dict) and (_is_arcscan_error(payload) or all(_short_text(v) for v in payload.values())):
+        return answer, ""
+    try:
+        phrase = f" {HTTPStatus(answer.status).phrase}"
+    except ValueError:  # a status http.HTTPStatus does not know
+        phrase = ""
+    return _error(answer.status, f"TorchServe answered {answer.status}{phrase}{f' ({kind})' if kind else ''}"), note
+
+
+def _is_arcscan_error(payload: dict) -> bool:
+    """Whether ``payload`` is the handler's ``{"error": message}``."""
+    return set(payload) == {"error"} and isinstance(payload["error"], str)
+
+
+def _short_text(value: object) -> bool:
+    """A JSON value that cannot carry much of a body: a number, or a short printable string."""
+    if isinstance(value, str):
+        return len(value) <= _SHORT_TEXT and value.isprintable()
+    return value is None or isinstance(value, (bool, int, float))
 
 
 def _error(status: int, message: str) -> Answer:
