@@ -2,7 +2,8 @@
 
 The public API is a handful of names; the rooms behind them are subpackages by concern:
 
-- :mod:`arcscan.io`: frames in and out (THEMIS stream0, PNG, ``.npy``), within limits
+- :mod:`arcscan.io`: frames in and out (THEMIS stream0 and level-1 CDF, FITS, PNG/TIFF/JPEG,
+  ``.npy``), within limits
 - :mod:`arcscan.core`: the method (normalisation, patches, model, PNU risk, training, the
   raster scan + dense CRF segmenter, metrics, synthetic skies, pictures)
 - :mod:`arcscan.config`: every section of params.yaml, built once

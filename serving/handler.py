@@ -12,8 +12,8 @@ loaded with ``weights_only=True``, with its model arguments and normalisation), 
 ``arcscan`` package source and ``model_info.json`` (registered name and version).
 
 Request: the raw file as the body (``application/octet-stream``, or no ``Content-Type``) or as
-a multipart field; a THEMIS stream0 ``.pgm``/``.pgm.gz`` minute (every frame), a 16-bit PNG or
-a ``.npy`` array. The optional ``X-Filename`` header names the upload in answers and messages.
+a multipart field; any format :func:`arcscan.decode_frames` reads (THEMIS stream0 minute, every
+frame; THEMIS level-1 CDF; FITS; 8/16-bit PNG, TIFF, JPEG; ``.npy``). The optional ``X-Filename`` header names the upload in answers and messages.
 
 A form-encoded body (``Content-Type: application/x-www-form-urlencoded``, what ``curl --data-binary``
 sends unless told otherwise) cannot carry a file: TorchServe's frontend splits it into fields

@@ -16,13 +16,19 @@ import gzip
 import io
 import re
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Callable
 
+import cdflib
 import numpy as np
 import png
+from astropy.io import fits
+from cdflib.cdfwrite import CDF as CDFWriter
+from PIL import Image
 from urllib3 import encode_multipart_formdata
 
 from arcscan.io.frames import Frame, Limits, encode_stream0, format_timestamp
@@ -86,14 +92,51 @@ def stream0_with_metadata(**metadata: str) -> bytes:
     return body
 
 
+def pillow(image: np.ndarray, format: str, **options) -> bytes:
+    """An image (any array or mode Pillow takes) saved by Pillow as ``format`` (TIFF, JPEG, PNG)."""
+    buffer = io.BytesIO()
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format, **options)
+    return buffer.getvalue()
+
+
+def fits_file(image: np.ndarray, **cards) -> bytes:
+    """A FITS file whose primary HDU holds ``image`` (as its dtype says) and header ``cards``."""
+    hdu = fits.PrimaryHDU(image)
+    hdu.header.update(cards)
+    buffer = io.BytesIO()
+    hdu.writeto(buffer)
+    return buffer.getvalue()
+
+
+def cdf_file(images: np.ndarray, times: list[datetime], variable: str = "thg_asf_test", compress: int = 6) -> bytes:
+    """A THEMIS level-1 style CDF: ``images`` (N, H, W) uint16 in ``variable`` (gzip level
+    ``compress``, 0 for none), their times in ``<variable>_epoch`` (CDF_EPOCH), written by cdflib."""
+    epochs = [cdflib.cdfepoch.compute_epoch([*t.timetuple()[:6], t.microsecond // 1000]) for t in times]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "frames.cdf"
+        writer = CDFWriter(str(path), cdf_spec={"Majority": "row_major"})
+        writer.write_var({"Variable": variable, "Data_Type": 12, "Num_Elements": 1, "Rec_Vary": True,
+                          "Dim_Sizes": list(images.shape[1:]), "Compress": compress}, var_attrs={}, var_data=images)
+        writer.write_var({"Variable": f"{variable}_epoch", "Data_Type": 31, "Num_Elements": 1, "Rec_Vary": True,
+                          "Dim_Sizes": []}, var_attrs={}, var_data=np.array(epochs))
+        writer.close()
+        return path.read_bytes()
+
+
 def valid_bodies() -> dict[str, bytes]:
     """One small valid body of each accepted format, 256x256 pixels (for mutation tests)."""
-    image = minute(1, seed=7)[0].image
+    frame = minute(1, seed=7)[0]
+    image, image8 = frame.image, (frame.image >> 8).astype(np.uint8)
     return {
         "stream0.pgm": stream0(1, seed=7),
         "stream0.pgm.gz": gzip.compress(stream0(1, seed=7), mtime=0),
         "frame.png": png16(image),
+        "frame8.png": png16(image8, bitdepth=8),
         "frame.npy": npy(image),
+        "frame.tif": pillow(image, "TIFF"),
+        "frame.jpg": pillow(image8, "JPEG"),
+        "frame.fits": fits_file(image.astype(">i2")),
+        "frame.cdf": cdf_file(image[np.newaxis], [frame.timestamp]),
     }
 
 
@@ -104,16 +147,16 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def raw_png(width: int, height: int, idat: bytes, interlace: int = 0, before: bytes = b"", after: bytes = b"") -> bytes:
-    """A 16-bit greyscale PNG with this header and image data (chunks ``before`` and ``after``
-    the IHDR spliced in), chunk CRCs correct."""
-    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, interlace))
+def raw_png(width: int, height: int, idat: bytes, interlace: int = 0, before: bytes = b"", after: bytes = b"", bitdepth: int = 16) -> bytes:
+    """A greyscale PNG (16-bit unless told) with this header and image data (chunks ``before``
+    and ``after`` the IHDR spliced in), chunk CRCs correct."""
+    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bitdepth, 0, 0, 0, interlace))
     return b"\x89PNG\r\n\x1a\n" + before + header + after + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
-def _zeros_deflated(size: int) -> bytes:
-    """``size`` zero bytes, deflated (about 1000:1)."""
-    compress = zlib.compressobj(9)
+def _zeros_deflated(size: int, wbits: int = 15) -> bytes:
+    """``size`` zero bytes, deflated (about 1000:1) as a zlib stream (``wbits`` 31: gzip)."""
+    compress = zlib.compressobj(9, wbits=wbits)
     step = 2**20
     return b"".join(compress.compress(bytes(min(step, size - i))) for i in range(0, size, step)) + compress.flush()
 
@@ -136,6 +179,70 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
 def _npy_raw_header(text: bytes) -> bytes:
     """A version 1.0 .npy header of any text."""
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
+
+
+def _tiff(width: int, height: int, strip: bytes, bits: tuple[int, ...] = (8,), photometric: int = 1, compression: int = 1) -> bytes:
+    """A little-endian TIFF of one strip whose header says this, whatever the strip holds."""
+    extra = 8 + 2 + 9 * 12 + 4  # where values that do not fit in a tag go: after the IFD
+    bits_value, extra_data = (bits[0], b"") if len(bits) == 1 else (extra, struct.pack(f"<{len(bits)}H", *bits))
+    tags = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, len(bits), bits_value), (259, 3, 1, compression),
+            (262, 3, 1, photometric), (273, 4, 1, extra + len(extra_data)), (277, 3, 1, len(bits)), (278, 4, 1, height),
+            (279, 4, 1, len(strip))]
+    ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", *tag) for tag in tags) + struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + extra_data + strip
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header (SOF0) claims ``width`` x ``height``."""
+    body = bytearray(pillow(np.zeros((16, 16), np.uint8), "JPEG"))
+    start = body.index(b"\xff\xc0")
+    body[start + 5 : start + 9] = struct.pack(">HH", height, width)
+    return bytes(body)
+
+
+def _jpeg_scans(extra: int) -> bytes:
+    """A progressive JPEG with its last scan repeated ``extra`` times."""
+    body = pillow(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8), "JPEG", progressive=True)
+    last = body.rindex(b"\xff\xda")
+    return body[:last] + body[last:-2] * (extra + 1) + body[-2:]
+
+
+def _fits_header(**cards) -> bytes:
+    """A FITS primary header (whole 2880-byte blocks) of these cards, no data."""
+    return fits.Header(list(cards.items())).tostring().encode()
+
+
+def _cdf_patch(body: bytes, offset: int, fmt: str, *values) -> bytes:
+    return body[:offset] + struct.pack(">" + fmt, *values) + body[offset + struct.calcsize(">" + fmt) :]
+
+
+def _cdf_gdr(body: bytes) -> int:
+    """Where a version 3 CDF's global descriptor record starts (after the descriptor record)."""
+    return 8 + struct.unpack(">q", body[8:16])[0]
+
+
+def _cdf_with_dims(height: int, width: int) -> bytes:
+    """A one-frame 8x8 CDF whose image variable claims ``height`` x ``width`` pixels."""
+    body = cdf_file(np.zeros((1, 8, 8), np.uint16), [START])
+    return _cdf_patch(body, body.index(b"thg_asf_test\x00") - 84 + 344, "ii", height, width)
+
+
+def _cdf_block_bomb(inflated: int) -> bytes:
+    """A one-frame 8x8 CDF whose compressed data block is replaced (at the end of the file)
+    by a gzip member inflating to ``inflated`` bytes."""
+    body = cdf_file(np.zeros((1, 8, 8), np.uint16), [START])
+    block = body.index(b"\x1f\x8b") - 24
+    assert struct.unpack(">i", body[block + 8 : block + 12]) == (13,)  # a CVVR
+    packed = _zeros_deflated(inflated, wbits=31)
+    bomb = struct.pack(">qiiq", 24 + len(packed), 13, 0, len(packed)) + packed
+    return body.replace(struct.pack(">q", block), struct.pack(">q", len(body)), 1) + bomb
+
+
+def _cdf_looping_chain() -> bytes:
+    """A CDF whose first zVariable descriptor names itself as the next one."""
+    body = cdf_file(np.zeros((1, 8, 8), np.uint16), [START])
+    (head,) = struct.unpack(">q", body[_cdf_gdr(body) + 20 : _cdf_gdr(body) + 28])
+    return _cdf_patch(body, head + 12, "q", head)
 
 
 def _multipart(fields: dict) -> tuple[bytes, str]:
@@ -209,13 +316,13 @@ CASES: list[Case] = [
     Case("pgm bad timestamp", lambda: stream0_with_metadata(**{"Image request start": "yesterday"}), 400, "unreadable timestamp"),
     Case("pgm bad ccd background", lambda: stream0_with_metadata(**{"Ccd background": "dark"}), 400, "unreadable CCD background"),
     # PNG: depth, colour, corrupt, bombs
-    Case("png 8-bit grey", lambda: png16(np.zeros((256, 256), np.uint8), bitdepth=8), 415, "8-bit PNG"),
-    Case("png 8-bit RGB", lambda: png16(np.zeros((256, 256, 3), np.uint8), bitdepth=8), 415, "8-bit PNG"),
-    Case("png 1-bit", lambda: png16(np.zeros((256, 256), np.uint8), bitdepth=1), 415, "1-bit PNG"),
+    # (8-bit PNG, and colour PNG with several distinct channels, are read now: tests/test_readers.py)
+    Case("png 1-bit", lambda: png16(np.zeros((256, 256), np.uint8), bitdepth=1), 415, "1-bit PNG, expected 8- or 16-bit"),
+    Case("png 4-bit", lambda: png16(np.zeros((256, 256), np.uint8), bitdepth=4), 415, "4-bit PNG, expected 8- or 16-bit"),
     Case("png palette", lambda: png16(np.zeros((256, 256), np.uint8), bitdepth=8, greyscale=False, alpha=False, palette=[(0, 0, 0), (9, 9, 9)]),
-         415, "8-bit PNG"),
-    Case("png RGBA 16-bit distinct channels", lambda: png16(np.stack([np.full((256, 256), v, np.uint16) for v in (1, 2, 3, 65535)], axis=2)),
-         415, "several distinct channels"),
+         415, "palette (indexed-colour) PNG"),
+    Case("png 8-bit wrong size", lambda: png16(np.zeros((64, 80), np.uint8), bitdepth=8), 400, "expected 256x256 pixels, got 80x64", refused_by="handler"),
+    Case("png 8-bit bomb", lambda: raw_png(256, 256, _zeros_deflated(256 * MIB), bitdepth=8), 400, "inflates to more than the 65792 bytes its header declares"),
     Case("png wrong size", lambda: png16(np.zeros((64, 64), np.uint16)), 400, "expected 256x256", refused_by="handler"),
     Case("png truncated", lambda: png16(np.zeros((256, 256), np.uint16))[:60], 400, "corrupt PNG"),
     Case("png corrupt deflate, CRC correct", lambda: raw_png(256, 256, b"\x78\x9c" + b"\xff" * 64), 400, "corrupt PNG (Error -3"),
@@ -228,6 +335,54 @@ CASES: list[Case] = [
          400, "a second IHDR chunk"),
     Case("png interlaced, no image data", lambda: raw_png(256, 256, _zeros_deflated(0), interlace=1), 400, "inflates to 0 bytes, its header declares"),
     Case("png interlace method 2", lambda: raw_png(256, 256, _zeros_deflated(0), interlace=2), 400, "interlace 2"),
+    # TIFF: corrupt, truncated, bombs, depth, colour
+    Case("tiff truncated", lambda: pillow(np.zeros((256, 256), np.uint16), "TIFF")[:4000], 400, "corrupt TIFF"),
+    Case("tiff corrupt", lambda: b"II*\x00" + bytes(range(256)) * 4, 400, "corrupt TIFF"),
+    Case("tiff claims 100000x100000", lambda: _tiff(100_000, 100_000, zlib.compress(bytes(MIB)), compression=8), 413, "pixels per side"),
+    Case("tiff claims 5000x5000", lambda: _tiff(5000, 5000, zlib.compress(bytes(MIB)), compression=8), 413, "5000x5000 pixels is over the limit of 1024"),
+    Case("tiff zero width", lambda: _tiff(0, 256, b""), 400, "corrupt TIFF"),
+    Case("tiff 1-bit", lambda: pillow(np.zeros((256, 256), bool), "TIFF"), 415, "1-bit (bilevel) TIFF"),
+    Case("tiff palette", lambda: pillow(Image.new("P", (256, 256)), "TIFF"), 415, "palette (indexed-colour) TIFF"),
+    Case("tiff CMYK", lambda: pillow(Image.new("CMYK", (256, 256)), "TIFF"), 415, "CMYK TIFF is not supported"),
+    Case("tiff 16-bit RGB", lambda: _tiff(256, 256, bytes(256 * 256 * 6), bits=(16, 16, 16), photometric=2), 415, "16-bit colour TIFF"),
+    Case("tiff float NaN", lambda: pillow(np.full((256, 256), np.nan, np.float32), "TIFF"), 400, "NaN or infinite"),
+    Case("tiff 21 pages", lambda: pillow(Image.new("L", (8, 8)), "TIFF", save_all=True, append_images=[Image.new("L", (8, 8))] * 20), 413,
+         "more than 20 frames"),
+    # JPEG: corrupt, truncated, bombs, colour, scans
+    Case("jpeg truncated", lambda: pillow(np.zeros((256, 256), np.uint8), "JPEG")[:300], 400, "corrupt JPEG"),
+    Case("jpeg corrupt", lambda: b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, 400, "corrupt JPEG"),
+    Case("jpeg claims 65000x65000", lambda: _jpeg_claiming(65000, 65000), 413, "pixels per side"),
+    Case("jpeg claims 5000x5000", lambda: _jpeg_claiming(5000, 5000), 413, "5000x5000 pixels is over the limit of 1024"),
+    Case("jpeg CMYK", lambda: pillow(Image.new("CMYK", (256, 256)), "JPEG"), 415, "CMYK JPEG is not supported"),
+    Case("jpeg 150 scans", lambda: _jpeg_scans(150), 413, "scans, more than 100 (limit)"),
+    # FITS: header, truncation, sizes, samples
+    Case("fits truncated header", lambda: fits_file(np.zeros((256, 256), ">i2"))[:300], 400, "truncated FITS header (no END card"),
+    Case("fits truncated data", lambda: fits_file(np.zeros((256, 256), ">i2"))[:-4000], 400, "truncated FITS data"),
+    Case("fits header flood", lambda: _fits_header(SIMPLE=True, BITPIX=16, NAXIS=0, **{f"K{i}": i for i in range(300)}), 413,
+         "FITS header of more than 256 cards (limit)"),
+    Case("fits claims 100000x256", lambda: _fits_header(SIMPLE=True, BITPIX=16, NAXIS=2, NAXIS1=100_000, NAXIS2=256) + bytes(2880), 413,
+         "100000x256 pixels is over the limit of 1024"),
+    Case("fits claims 1024x1024, has 2880 bytes", lambda: _fits_header(SIMPLE=True, BITPIX=-64, NAXIS=2, NAXIS1=1024, NAXIS2=1024) + bytes(2880), 400,
+         "truncated FITS data (2880 of 8388608 bytes)"),
+    Case("fits BITPIX 7", lambda: _fits_header(SIMPLE=True, BITPIX=7, NAXIS=2, NAXIS1=8, NAXIS2=8) + bytes(2880), 400, "BITPIX 7"),
+    Case("fits NAXIS 4", lambda: fits_file(np.zeros((1, 1, 8, 8), ">i2")), 400, "expected a 2-D image or an (N, H, W) stack"),
+    Case("fits no primary image", lambda: fits_file(None), 415, "no image in the FITS primary HDU"),
+    Case("fits 21 frames", lambda: fits_file(np.zeros((21, 8, 8), ">i2")), 413, "21 frames, more than 20"),
+    Case("fits float NaN", lambda: fits_file(np.full((256, 256), np.nan, ">f4")), 400, "NaN or infinite"),
+    Case("fits int32 over 65535", lambda: fits_file(np.full((256, 256), 70000, ">i4")), 400, "values outside 0..65535 (got 70000..70000)"),
+    Case("fits bad DATE-OBS", lambda: fits_file(np.zeros((256, 256), ">i2"), **{"DATE-OBS": "2015-10-07Tnoon"}), 400, "unreadable FITS exposure time"),
+    # CDF: corrupt, truncated, bombs, structure loops, sizes, versions
+    Case("cdf truncated", lambda: cdf_file(minute(2)[0].image[np.newaxis], [START])[:3000], 400, "corrupt CDF"),
+    Case("cdf corrupt variable count", lambda: (lambda b: _cdf_patch(b, _cdf_gdr(b) + 60, "i", 2**31 - 1))(cdf_file(np.zeros((1, 8, 8), np.uint16), [START])),
+         400, "corrupt CDF (2147483647 zVariables"),
+    Case("cdf looping variable chain", _cdf_looping_chain, 400, "variable chain loops back"),
+    Case("cdf compressed block bomb", lambda: _cdf_block_bomb(64 * MIB), 400, "a compressed block inflates to more than the 128 bytes its records need"),
+    Case("cdf claims 100000x100000", lambda: _cdf_with_dims(100_000, 100_000), 413, "100000x100000 pixels is over the limit of 1024"),
+    Case("cdf 21 frames", lambda: cdf_file(np.zeros((21, 8, 8), np.uint16), [START] * 21), 413, "21 frames, more than 20"),
+    Case("cdf without an image variable", lambda: cdf_file(np.zeros((1, 8, 8), np.uint16), [START], variable="counts"), 415,
+         "CDF with 0 THEMIS image variables"),
+    Case("cdf version 2", lambda: b"\xcd\xf2\x60\x02" + bytes(1000), 415, "CDF version 2 file"),
+    Case("cdf whole-file compressed", lambda: b"\xcd\xf3\x00\x01\xcc\xcc\x00\x01" + bytes(1000), 415, "whole-file compressed CDF"),
     # .npy: depth, dtype, values, shape, header
     Case("npy 8-bit", lambda: npy(np.zeros((256, 256), np.uint8)), 415, ".npy dtype uint8 is 8-bit"),
     Case("npy int32 negative", lambda: npy(np.full((256, 256), -1, np.int32)), 400, "values outside 0..65535 (got -1..-1)"),
