@@ -49,10 +49,10 @@ stop:  ## stop TorchServe and wait for its JVM and workers to exit
 demo: train promote mar  ## the main job: train, register, promote, serve the champion, stream sample frames, stop
 	$(BIN)/python serving/demo.py --output demo-output
 
-test: $(STAMP) tools  ## the whole test suite (slow tests included)
+test: data tools  ## the whole test suite (slow tests included; pulls data/ first: real frames, calibrations)
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP) tools  ## the test suite without the slow server/pipeline tests
+test-fast: data tools  ## the test suite without the slow server/pipeline tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-k8s: $(STAMP) tools  ## only the offline deployment checks (images, manifests, Prometheus)

@@ -66,7 +66,7 @@ def cmd_patches(args: argparse.Namespace) -> None:
     from arcscan.core.patches import labelled_set
 
     settings = load_settings(args.params)
-    patches = labelled_set(args.csv, args.frames, settings.preprocess, settings.patches.size)
+    patches = labelled_set(args.csv, args.frames, settings.preprocess, settings.patches.size, settings.sky_finder())
     patches.save(args.output)
     print(f"{args.output}: {int((patches.labels == 1).sum())} arc and {int((patches.labels == 0).sum())} other patches")
 
@@ -87,7 +87,7 @@ def cmd_promote(args: argparse.Namespace) -> None:
     register = load_settings(args.params).register
     with mlops.errors_explained():
         mlops.configure()
-        result = mlops.promote(register.model_name, register.metric, force=args.force)
+        result = mlops.promote(register.model_name, register.metric, force=args.force, guards=register.guards)
     print(result.reason)
 
 

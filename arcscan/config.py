@@ -15,6 +15,8 @@ from typing import TypeVar
 
 import yaml
 
+from arcscan.core.augment import AugmentConfig
+from arcscan.core.geometry import SkyConfig, SkyFinder
 from arcscan.core.model import Checkpoint, ModelConfig
 from arcscan.core.patches import PatchConfig
 from arcscan.core.preprocess import PreprocessConfig
@@ -49,10 +51,12 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class RegisterConfig:
-    """The registered model's name and the metric promotion compares (higher is better)."""
+    """The registered model's name, the metric promotion compares (higher is better) and the
+    metrics a challenger may not be worse on than the champion (the real-frame figures)."""
 
     model_name: str = "arcscan-arc"
     metric: str = "pixel_iou_crf"
+    guards: tuple[str, ...] = ("real_pixel_iou", "real_arcs_found")
 
 
 @dataclass(frozen=True)
@@ -60,19 +64,25 @@ class Settings:
     """All of params.yaml."""
 
     starter: StarterConfig = StarterConfig()
+    sky: SkyConfig = SkyConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     patches: PatchConfig = PatchConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    augment: AugmentConfig = AugmentConfig()
     scan: ScanConfig = ScanConfig()
     crf: CRFConfig = CRFConfig()
     objects: ObjectConfig = ObjectConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     register: RegisterConfig = RegisterConfig()
 
+    def sky_finder(self) -> SkyFinder:
+        """What finds the sky of each frame (imager profiles, else the frame itself)."""
+        return SkyFinder(self.sky)
+
     def segmenter(self, checkpoint: Checkpoint) -> Segmenter:
         """The segmenter of a trained model with these scan, CRF and object settings."""
-        return Segmenter.from_checkpoint(checkpoint, self.scan, self.crf, self.objects, self.preprocess)
+        return Segmenter.from_checkpoint(checkpoint, self.scan, self.crf, self.objects, self.sky, self.preprocess)
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
@@ -93,18 +103,21 @@ def build(cls: type[T], section: dict | None, **derived) -> T:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}, **derived)
 
 
-def settings_from(params: dict) -> Settings:
-    """Every section of a params dict, built (missing sections take the defaults)."""
+def settings_from(params: dict, base_dir: str | Path = ".") -> Settings:
+    """Every section of a params dict, built (missing sections take the defaults); relative
+    paths in it (imager elevation maps) are taken from ``base_dir``."""
     unknown = set(params) - {f.name for f in dataclasses.fields(Settings)}
     if unknown:
         raise InputError(f"params: unknown sections {sorted(unknown)}")
     patches = build(PatchConfig, params.get("patches"))
     return Settings(
         starter=build(StarterConfig, params.get("starter")),
+        sky=build(SkyConfig, params.get("sky"), base_dir=str(base_dir)),
         preprocess=build(PreprocessConfig, params.get("preprocess")),
         patches=patches,
         model=build(ModelConfig, params.get("model"), patch_size=patches.size),
         train=build(TrainConfig, params.get("train")),
+        augment=build(AugmentConfig, params.get("augment")),
         scan=build(ScanConfig, params.get("scan"), patch_size=patches.size),
         crf=build(CRFConfig, params.get("crf")),
         objects=build(ObjectConfig, params.get("objects")),
@@ -114,5 +127,5 @@ def settings_from(params: dict) -> Settings:
 
 
 def load_settings(path: str | Path = "params.yaml") -> Settings:
-    """The settings of a parameters file."""
-    return settings_from(load_params(path))
+    """The settings of a parameters file (relative paths in it are from its folder)."""
+    return settings_from(load_params(path), Path(path).parent)

@@ -67,8 +67,10 @@ from arcscan.config import Settings, load_settings  # noqa: E402
 from arcscan.io.frames import Frame, read_frames  # noqa: E402
 from arcscan.core.metrics import MaskAgreement, patch_metrics  # noqa: E402
 from arcscan.core.model import ModelConfig, load_checkpoint  # noqa: E402
-from arcscan.core.patches import NEGATIVE, POSITIVE, UNLABELED, PatchSet, extract_patches, pick_labels_from_truth, unlabeled_set  # noqa: E402
-from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize  # noqa: E402
+from arcscan.core.augment import AugmentConfig  # noqa: E402
+from arcscan.core.geometry import SkyFinder, rescale  # noqa: E402
+from arcscan.core.patches import NEGATIVE, POSITIVE, UNLABELED, PatchSet, patch_set, pick_labels_from_truth, unlabeled_set, view_of  # noqa: E402
+from arcscan.core.preprocess import PreprocessConfig  # noqa: E402
 from arcscan.core.progress import progress  # noqa: E402
 from arcscan.core.segment import CRFConfig, ScanConfig, dense_crf, scan_logits  # noqa: E402
 from arcscan.core.synth import mask_path, read_masks, write_minute  # noqa: E402
@@ -155,35 +157,53 @@ class Benchmark:
     test_frames: list[SkyFrame]
     validation_frames: list[SkyFrame]
     validation_nights: int
+    real_frames: list[SkyFrame]  # real arc frames of imagers training never saw, reference masks
+    real_arc_free: list[SkyFrame]  # real frames without arcs (all of their scored sky is "no arc")
     train: TrainConfig
     model: ModelConfig
     scan: ScanConfig
     crf: CRFConfig
+    augment: AugmentConfig
 
 
-def sky_frames(paths: list[Path], config: PreprocessConfig, limit: int | None = None) -> list[SkyFrame]:
-    """The frames of stream0 files with their ``*.mask.npz`` ground truth, normalised."""
+def sky_frames(paths: list[Path], config: PreprocessConfig, find_sky: SkyFinder, limit: int | None = None) -> list[SkyFrame]:
+    """The synthetic frames of stream0 files with their ``*.mask.npz`` ground truth, as the
+    model sees them (their sky is the model's: scale 1)."""
     out = []
     for path in paths:
         for frame, truth in zip(read_frames(path), read_masks(mask_path(path))):
-            image01 = normalize(frame.image, config, frame.ccd_background)
-            out.append(SkyFrame(f"{path.name}#{frame.index}", image01, fov_mask(image01.shape, config), truth))
+            view = view_of(frame, find_sky, config)
+            out.append(SkyFrame(f"{path.name}#{frame.index}", view.model01, view.model_sky, truth))
     return out[:limit]
 
 
-def labelled_from_rows(rows: list[dict], frames: list[Frame], config: PreprocessConfig, size: int) -> PatchSet:
+def real_sky_frames(folder: Path, settings: Settings, limit: int | None = None) -> tuple[list[SkyFrame], list[SkyFrame]]:
+    """The real validation frames (``data/real/valid``) with their reference masks, as the
+    model sees them (model scale; ignored pixels left out of the scored sky): arc frames and
+    arc-free frames. Empty when the folder is absent."""
+    find_sky, arcs, arc_free = settings.sky_finder(), [], []
+    for reference in sorted(folder.glob("*.ref.npz")) if folder.is_dir() else []:
+        name = reference.name.removesuffix(".ref.npz")
+        with np.load(reference) as stored:
+            instances, ignored = stored["arcs"], stored["ignore"]
+        for frame in read_frames(folder / name)[:limit]:
+            view = view_of(frame, find_sky, settings.preprocess)
+            scored = view.model_sky & (rescale((~ignored[frame.index]).astype(np.float32), view.scale) > 0.5)
+            truth = rescale((instances[frame.index] > 0).astype(np.float32), view.scale) > 0.5
+            (arcs if truth.any() else arc_free).append(SkyFrame(f"{name}#{frame.index}", view.model01, scored, truth))
+    return arcs, arc_free
+
+
+def labelled_from_rows(rows: list[dict], frames: list[Frame], config: PreprocessConfig, size: int, find_sky: SkyFinder) -> PatchSet:
     """Patches of picked label rows (``file, frame, x, y, label``) cut from in-memory frames."""
     by_key = {(f.source, f.index): f for f in frames}
     sets = []
     for key in sorted({(r["file"], r["frame"]) for r in rows}):
-        frame = by_key[key]
-        image01 = normalize(frame.image, config, frame.ccd_background)
-        picks = [r for r in rows if (r["file"], r["frame"]) == key]
-        xs, ys = np.array([r["x"] for r in picks]), np.array([r["y"] for r in picks])
-        n = len(picks)
-        sets.append(
-            PatchSet(extract_patches(image01, xs, ys, size), np.array([r["label"] for r in picks], np.int8), np.full(n, key[0]), np.full(n, key[1], np.int32), xs.astype(np.int32), ys.astype(np.int32), np.full(n, -1, np.int8))
-        )
+        view = view_of(by_key[key], find_sky, config)
+        for label in (POSITIVE, NEGATIVE):
+            picks = [r for r in rows if (r["file"], r["frame"]) == key and r["label"] == label]
+            if picks:
+                sets.append(patch_set(view, [r["x"] for r in picks], [r["y"] for r in picks], size, label, key[0], key[1]))
     return PatchSet.concatenate(sets)
 
 
@@ -198,22 +218,23 @@ def load_benchmark(data: Path, patches: Path, settings: Settings, supervised: bo
     for needed in (patches / "train.npz", patches / "test.npz", data / "test", data / "train"):
         if not needed.exists():
             raise SystemExit(f"{needed} missing: run `make data` (or `dvc pull data.dvc`) and `python training/patches.py data patches`")
-    preprocess, size = settings.preprocess, settings.patches.size
+    preprocess, size, find_sky = settings.preprocess, settings.patches.size, settings.sky_finder()
     train_set = PatchSet.load(patches / "train.npz")
     train_paths = sorted((data / "train").glob("*.pgm*"))
     bound = None
     if supervised:
         frames, masks = frames_and_masks(train_paths)
-        rows = pick_labels_from_truth(frames, masks, SUPERVISED_PER_CLASS, SUPERVISED_PER_CLASS, np.random.default_rng(SUPERVISED_SEED), preprocess, size)
-        bound = labelled_from_rows(rows, frames, preprocess, size)
+        rows = pick_labels_from_truth(frames, masks, SUPERVISED_PER_CLASS, SUPERVISED_PER_CLASS, np.random.default_rng(SUPERVISED_SEED), preprocess, size, find_sky)
+        bound = labelled_from_rows(rows, frames, preprocess, size, find_sky)
     return Benchmark(
         labelled=train_set.subset(train_set.labels != UNLABELED),
         unlabeled=train_set.subset(train_set.labels == UNLABELED),
         supervised=bound,
         test_patches=PatchSet.load(patches / "test.npz"),
-        test_frames=sky_frames(sorted((data / "test").glob("*.pgm*")), preprocess),
-        validation_frames=sky_frames(train_paths[:VALIDATION_NIGHTS], preprocess),
+        test_frames=sky_frames(sorted((data / "test").glob("*.pgm*")), preprocess, find_sky),
+        validation_frames=sky_frames(train_paths[:VALIDATION_NIGHTS], preprocess, find_sky),
         validation_nights=VALIDATION_NIGHTS,
+        **dict(zip(("real_frames", "real_arc_free"), real_sky_frames(data / "real" / "valid", settings))),
         **_configs(settings),
     )
 
@@ -221,30 +242,31 @@ def load_benchmark(data: Path, patches: Path, settings: Settings, supervised: bo
 def quick_benchmark(workdir: Path, settings: Settings) -> Benchmark:
     """A small synthetic data set made on the spot (works without ``data/``): 3 training
     nights, 1 validation night, 1 test night, 4 frames each; 1 epoch, 256 unlabeled patches."""
-    preprocess, size = settings.preprocess, settings.patches.size
+    preprocess, size, find_sky = settings.preprocess, settings.patches.size, settings.sky_finder()
     rng = np.random.default_rng(0)
     paths = [write_minute(workdir, seed, datetime(2030, 1, 1 + seed, 6), n_frames=4)[0] for seed in range(5)]
     train_paths, validation_paths, test_paths = paths[:3], paths[3:4], paths[4:]
     frames, masks = frames_and_masks(train_paths)
-    labelled = labelled_from_rows(pick_labels_from_truth(frames, masks, 20, 20, rng, preprocess, size), frames, preprocess, size)
+    labelled = labelled_from_rows(pick_labels_from_truth(frames, masks, 20, 20, rng, preprocess, size, find_sky), frames, preprocess, size, find_sky)
     test_frames, test_masks = frames_and_masks(test_paths)
-    test_patches = labelled_from_rows(pick_labels_from_truth(test_frames, test_masks, 20, 20, rng, preprocess, size), test_frames, preprocess, size)
+    test_patches = labelled_from_rows(pick_labels_from_truth(test_frames, test_masks, 20, 20, rng, preprocess, size, find_sky), test_frames, preprocess, size, find_sky)
     configs = _configs(settings)
     configs["train"] = replace(configs["train"], epochs=1)
     return Benchmark(
         labelled=labelled,
-        unlabeled=unlabeled_set(train_paths, 256, rng, preprocess, size),
+        unlabeled=unlabeled_set(train_paths, 256, rng, preprocess, size, find_sky),
         supervised=None,
         test_patches=test_patches,
-        test_frames=sky_frames(test_paths, preprocess),
-        validation_frames=sky_frames(validation_paths, preprocess),
+        test_frames=sky_frames(test_paths, preprocess, find_sky),
+        validation_frames=sky_frames(validation_paths, preprocess, find_sky),
         validation_nights=len(validation_paths),
+        **dict(zip(("real_frames", "real_arc_free"), real_sky_frames(ROOT / "data" / "real" / "valid", settings, limit=1))),
         **configs,
     )
 
 
 def _configs(settings: Settings) -> dict:
-    return {"train": settings.train, "model": settings.model, "scan": settings.scan, "crf": settings.crf}
+    return {"train": settings.train, "augment": settings.augment, "model": settings.model, "scan": settings.scan, "crf": settings.crf}
 
 
 def label_subset(labelled: PatchSet, per_class: int) -> PatchSet:
@@ -291,7 +313,7 @@ def run(spec: RunSpec) -> dict:
     labelled = bench.supervised if spec.supervised else label_subset(bench.labelled, spec.per_class or len(bench.labelled))
     patches = PatchSet.concatenate([labelled, bench.unlabeled])
     config = replace(bench.train, eta=spec.eta, prior=spec.prior, seed=spec.seed, threads=0)
-    trained = train_pnu(patches, config, bench.model, show_progress=False)  # runs in parallel: one bar over the runs
+    trained = train_pnu(patches, config, bench.model, bench.augment, show_progress=False)  # runs in parallel: one bar over the runs
     model = trained.model.to(memory_format=torch.channels_last)
     scores = predict_scores(model, bench.test_patches.images)
     record = {
@@ -304,8 +326,19 @@ def run(spec: RunSpec) -> dict:
         "patch_roc_auc": patch_metrics(bench.test_patches.labels, scores)["roc_auc"],
         **score_frames(model, bench.test_frames, bench.scan, bench.crf),
         "validation_iou_crf": score_frames(model, bench.validation_frames, bench.scan, bench.crf)["crf"]["iou"],
+        "real": score_frames(model, bench.real_frames, bench.scan, bench.crf),
+        "real_arcfree_claimed": claimed(model, bench.real_arc_free, bench.scan, bench.crf),
     }
     return record
+
+
+def claimed(model: torch.nn.Module, frames: list[SkyFrame], scan: ScanConfig, crf: CRFConfig) -> float:
+    """Mean share of the scored sky a model's CRF mask claims on arc-free frames."""
+    shares = []
+    for frame in frames:
+        probability = 1.0 / (1.0 + np.exp(-scan_logits(model, frame.image01, frame.fov, scan)))
+        shares.append(float(dense_crf(probability, frame.image01, crf)[frame.fov].mean()))
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def score_frames(model: torch.nn.Module, frames: list[SkyFrame], scan: ScanConfig, crf: CRFConfig) -> dict:
@@ -344,13 +377,17 @@ def unsupervised_mask(image01: np.ndarray, fov: np.ndarray, rule: str) -> np.nda
 UNSUPERVISED_RULES = ("otsu", "otsu_bgsub", "p95_bgsub")
 
 
-def unsupervised_scores(frames: list[SkyFrame]) -> dict[str, dict]:
+def unsupervised_scores(frames: list[SkyFrame], arc_free: list[SkyFrame] = ()) -> dict[str, dict]:
+    """Each rule's pooled scores on ``frames`` and, with ``arc_free`` frames, the mean share
+    of their sky it claims."""
     out = {}
     for rule in UNSUPERVISED_RULES:
         scores = MaskScores()
         for frame in frames:
             scores.add(unsupervised_mask(frame.image01, frame.fov, rule), frame.truth, frame.fov)
         out[rule] = scores.result()
+        if arc_free:
+            out[rule]["arcfree_claimed"] = float(np.mean([unsupervised_mask(f.image01, f.fov, rule)[f.fov].mean() for f in arc_free]))
     return out
 
 
@@ -371,6 +408,8 @@ def summarise(records: list[dict]) -> dict:
         "eta": records[0]["eta_used"],
         "patch_roc_auc": _stats([r["patch_roc_auc"] for r in records]),
         **{stage: {m: _stats([r[stage][m] for r in records]) for m in ("iou", "f1", "boundary_f1")} for stage in ("scan", "crf")},
+        "real": {stage: {m: _stats([r["real"][stage][m] for r in records]) for m in ("iou", "f1")} for stage in ("scan", "crf")} if all("real" in r for r in records) else None,
+        "real_arcfree_claimed": _stats([r["real_arcfree_claimed"] for r in records]) if all("real_arcfree_claimed" in r for r in records) else None,
     }
 
 
@@ -492,6 +531,21 @@ def markdown(report: dict) -> str:
         lines.append(f"| {m['description']} (`{name}`) | {m['runs']} | " + " | ".join(_cell(c) for c in cells) + " |")
     for rule, r in report["unsupervised"].items():
         lines.append(f"| no learning: `{rule}` | – | – | {r['iou']:.3f} | – | {r['f1']:.3f} | – | {r['boundary_f1']:.3f} | – |")
+    real = [(name, m) for name, m in report["methods"].items() if m.get("real")]
+    if real:
+        frames = report["real_frames"]
+        lines += [
+            "",
+            f"Real frames (imagers and scenes training never saw; reference masks, ignored pixels not scored; model scale): "
+            f"{len(frames['arc_frames'])} arc frames ({', '.join(frames['arc_frames'])}), {frames['arc_free_frames']} arc-free frames.",
+            "",
+            "| method | real pixel IoU, no CRF | real pixel IoU, CRF | real pixel F1, CRF | sky claimed on arc-free frames |",
+            "|---|---|---|---|---|",
+        ]
+        for name, m in real:
+            lines.append(f"| `{name}` | {_cell(m['real']['scan']['iou'])} | {_cell(m['real']['crf']['iou'])} | {_cell(m['real']['crf']['f1'])} | {_cell(m['real_arcfree_claimed'])} |")
+        for rule, r in report["unsupervised_real"].items():
+            lines.append(f"| no learning: `{rule}` | {r['iou']:.3f} | – | {r['f1']:.3f} (no CRF) | {r.get('arcfree_claimed', float('nan')):.4f} |")
     validation = report["validation"]
     lines += ["", f"Validation ({validation['split']}): " + ", ".join(f"eta {k}: {v:.3f}" for k, v in validation["iou_crf_by_eta"].items()) + f"; best eta {validation['best_eta']}."]
     if "gillam" in report:
@@ -548,12 +602,10 @@ def gillam_fractions(checkpoint: Path, settings: Settings, limit: int | None) ->
         return {"skipped": f"{checkpoint} not found (make train)"}
     segmenter = settings.segmenter(load_checkpoint(checkpoint))
     frames = [frame for path in sorted(GILLAM.glob("*.pgm*")) for frame in read_frames(path)][:limit]
-    fov = segmenter.fov
     results = [segmenter(frame) for frame in frames]
-    scan = [float(r.mask_scan.sum() / fov.sum()) for r in results]
+    scan = [float(r.mask_scan.sum() / r.sky.sum()) for r in results]
     crf = [r.arc_fraction for r in results]
-    images = [r.image01 for r in results]
-    unsupervised = {rule: [float(unsupervised_mask(image, fov, rule).sum() / fov.sum()) for image in images] for rule in UNSUPERVISED_RULES}
+    unsupervised = {rule: [float(unsupervised_mask(r.image01, r.sky, rule).sum() / r.sky.sum()) for r in results] for rule in UNSUPERVISED_RULES}
     return {
         "model": str(checkpoint.relative_to(ROOT)) if checkpoint.is_relative_to(ROOT) else str(checkpoint),
         "frames": len(frames),
@@ -604,6 +656,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "workers": args.workers, "torch_threads_per_worker": threads},
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
         "unsupervised": unsupervised_scores(_SHARED.test_frames),
+        "unsupervised_real": unsupervised_scores(_SHARED.real_frames, _SHARED.real_arc_free),
+        "real_frames": {"arc_frames": [f.name for f in _SHARED.real_frames], "arc_free_frames": len(_SHARED.real_arc_free)},
     }
 
     def finish(spec_list: list[RunSpec], pool: ProcessPoolExecutor) -> None:
@@ -612,7 +666,10 @@ def main() -> None:
         for future in bar:
             record = future.result()
             records[record["key"]] = record
-            bar.write(f"{record['key']}: AUC {record['patch_roc_auc']:.3f}, IoU scan {record['scan']['iou']:.3f} / CRF {record['crf']['iou']:.3f}, validation {record['validation_iou_crf']:.3f}, {record['train_seconds']:.0f} s")
+            bar.write(
+                f"{record['key']}: AUC {record['patch_roc_auc']:.3f}, IoU scan {record['scan']['iou']:.3f} / CRF {record['crf']['iou']:.3f}, "
+                f"validation {record['validation_iou_crf']:.3f}, real IoU CRF {record['real']['crf']['iou']:.3f}, {record['train_seconds']:.0f} s"
+            )
             extras["wall_seconds"] = time.perf_counter() - start
             write_report(build_report(plan, records, _SHARED, extras), args.output)
 

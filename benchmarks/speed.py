@@ -84,7 +84,7 @@ params_file, patches_file, epochs, result_file = sys.argv[1:]
 settings = load_settings(params_file)
 config = replace(settings.train, epochs=int(epochs)) if epochs else settings.train
 patches = PatchSet.load(patches_file)
-result = train_pnu(patches, config, settings.model)
+result = train_pnu(patches, config, settings.model, settings.augment)
 with open("/proc/self/status") as status:
     peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 with open(result_file, "w") as out:

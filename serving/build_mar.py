@@ -64,6 +64,12 @@ def check(checkpoint: Path, params: Path) -> None:
     load_settings(params).segmenter(load_checkpoint(checkpoint))
 
 
+def _elevation_maps(params: Path) -> list[Path]:
+    """The relative elevation-map paths the imager profiles of ``params`` name."""
+    profiles = load_settings(params).sky.imagers
+    return [Path(p.elevation) for p in profiles if p.elevation and not Path(p.elevation).is_absolute()]
+
+
 def archiver() -> str:
     """The ``torch-model-archiver`` next to this Python, else the one on PATH."""
     local = Path(sys.executable).parent / "torch-model-archiver"
@@ -89,6 +95,12 @@ def build(checkpoint: Path, params: Path, info: dict, output: Path, name: str = 
         extra = Path(tmp) / "extra"  # its contents land at the archive's root
         shutil.copytree(PACKAGE, extra / "arcscan", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copyfile(params, extra / "params.yaml")
+        for relative in _elevation_maps(params):  # the imager profiles' calibrations travel with the params
+            source = next((base / relative for base in (params.parent, ROOT) if (base / relative).is_file()), None)
+            if source is None:
+                raise SystemExit(f"{params}: imager elevation map {relative} not found next to it or in {ROOT}")
+            (extra / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, extra / relative)
         (extra / "model_info.json").write_text(json.dumps(info, indent=2) + "\n")
         if checkpoint.name != "model.pt":  # the handler reads the manifest's serializedFile
             shutil.copyfile(checkpoint, Path(tmp) / "model.pt")

@@ -3,8 +3,8 @@
     python serving/demo.py --output demo-output
 
 Starts TorchServe on the archive built by ``make mar``, replays the held-out synthetic
-minutes (``data/test``) and, when ``../shared/data`` is present, the real THEMIS Gillam
-minutes through the stream client (as fast as the endpoint allows), stops the server, then
+minutes (``data/test``) and the real frames of the starter dataset (``data/real``: THEMIS
+stream0 and level-1 CDF, DASC FITS, OATH and TREx PNG) through the stream client (as fast as the endpoint allows), stops the server, then
 writes an overlay per frame (``overlays/``) and a summary (``summary.json``, ``summary.md``):
 per file the frames, the arc fraction, scan/CRF time, end-to-end latency and, for synthetic
 frames, the IoU of the served masks against the ground truth.
@@ -25,24 +25,26 @@ from PIL import Image
 from arcscan.config import load_settings
 from arcscan.io.frames import read_frames
 from arcscan.core.metrics import MaskAgreement
-from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize
+from arcscan.config import Settings
+from arcscan.core.patches import view_of
 from arcscan.core.render import overlay, save_png
 from arcscan.ops.stream import RESULTS, StreamConfig, read_ledger, run_stream
+from arcscan.ops.stream.sources import replay_files
 from arcscan.core.synth import mask_path, read_masks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve  # noqa: E402  (serving/serve.py: start and stop TorchServe)
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = ROOT.parent / "shared" / "data" / "themis_gill_20140310"
+REAL_DATA = ROOT / "data" / "real"  # real frames of several imagers, in the starter dataset
 
 
-def summarise(output: Path, sources: dict[str, Path], config: PreprocessConfig) -> dict:
+def summarise(output: Path, sources: dict[str, Path], settings: Settings) -> dict:
     """Overlays and per-file figures from the stream client's ledger."""
+    find_sky = settings.sky_finder()
     by_file: dict[str, list[dict]] = {}
     for entry in read_ledger(output / RESULTS):
         by_file.setdefault(entry["file"], []).append(entry)
-    fov = fov_mask(config.frame_shape, config)
     files = {}
     for name, entries in sorted(by_file.items()):
         path = sources[name]
@@ -52,11 +54,11 @@ def summarise(output: Path, sources: dict[str, Path], config: PreprocessConfig) 
         for entry in sorted(entries, key=lambda e: e["index"]):
             frame = frames[entry["index"]]
             mask = np.asarray(Image.open(io.BytesIO((output / entry["mask"]).read_bytes()))) > 0
-            image01 = normalize(frame.image, config, frame.ccd_background)
+            view = view_of(frame, find_sky, settings.preprocess)
             frame_truth = None if truth is None else truth[entry["index"]]
-            save_png(overlay(image01, mask, frame_truth), output / "overlays" / f"{name.split('.')[0]}_{entry['index']:02d}.png")
+            save_png(overlay(view.image01, mask, frame_truth), output / "overlays" / f"{name.split('.')[0]}_{entry['index']:02d}.png")
             if frame_truth is not None:
-                agreement.add(mask, frame_truth, fov)
+                agreement.add(mask, frame_truth, view.sky.mask)
         latencies = [e["latency_ms"] for e in entries]
         files[name] = {
             "frames": len(entries),
@@ -92,12 +94,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
-    config = load_settings(ROOT / "params.yaml").preprocess
+    settings = load_settings(ROOT / "params.yaml")
     files = sorted((ROOT / "data" / "test").glob("*.pgm.gz"))
-    if REAL_DATA.is_dir():
-        files += sorted(REAL_DATA.glob("*.pgm*"))
-    else:
-        print(f"note: {REAL_DATA} not found; streaming synthetic frames only")
+    files += replay_files([REAL_DATA / "train", REAL_DATA / "valid"])
     sources = {path.name: path for path in files}
     shutil.rmtree(args.output, ignore_errors=True)  # a fresh run: the ledger would skip frames already answered
 
@@ -107,7 +106,7 @@ def main() -> None:
         summary = run_stream(stream, replay=files)
     finally:
         serve.stop()
-    per_file = summarise(args.output, sources, config)
+    per_file = summarise(args.output, sources, settings)
     report = {"stream": vars(summary), "files": per_file}
     (args.output / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.output / "summary.md").write_text(markdown(per_file, vars(summary)))

@@ -48,6 +48,7 @@ from ts.torch_handler.base_handler import BaseHandler
 import arcscan
 from arcscan import Frame, Limits, Segmentation, decode_frames, frame_record, input_name, load_checkpoint, load_settings, mask_png
 from arcscan.errors import InputError, UnsupportedFormat
+from arcscan.core.geometry import Sky
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ ARC_FRACTION_METRIC = "ArcscanArcFraction"  # gauge: mean arc fraction of the la
 
 # What happens to one request of a batch: its frames (then frames with their segmentation)
 # or the InputError that answers it.
-Decoded = list[Frame] | InputError
+Decoded = list[tuple[Frame, Sky]] | InputError
 Segmented = list[tuple[Frame, Segmentation]] | InputError
 
 
@@ -96,9 +97,9 @@ class ArcscanHandler(BaseHandler):
         self.limits = Limits()
         self.initialized = True
         logger.info(
-            "arcscan %s version %s ready: arcscan from %s, frame shape %s, %d torch threads, %s",
+            "arcscan %s version %s ready: arcscan from %s, sky radius %s px, %d torch threads, %s",
             self.model_info["name"], self.model_info["version"], Path(arcscan.__file__).parent,
-            self.segmenter.preprocess.frame_shape, torch.get_num_threads(), self.device,
+            self.segmenter.preprocess.sky_radius, torch.get_num_threads(), self.device,
         )
 
     def preprocess(self, data: list[dict]) -> list[tuple[str, Decoded]]:
@@ -108,9 +109,7 @@ class ArcscanHandler(BaseHandler):
             try:
                 body = _payload(row, source, self._header(idx, CONTENT_TYPE_HEADER) or "")
                 frames = decode_frames(body, source, self.limits)
-                for frame in frames:
-                    self.segmenter.check(frame)
-                requests.append((source, frames))
+                requests.append((source, [(frame, self.segmenter.sky_of(frame)) for frame in frames]))
             except InputError as error:
                 requests.append((source, error))
         return requests
@@ -120,7 +119,7 @@ class ArcscanHandler(BaseHandler):
         for source, frames in requests:
             if not isinstance(frames, InputError):
                 try:
-                    frames = [(frame, self.segmenter(frame)) for frame in frames]
+                    frames = [(frame, self.segmenter(frame, sky)) for frame, sky in frames]
                 except InputError as error:
                     frames = error
             done.append((source, frames))
@@ -149,7 +148,7 @@ class ArcscanHandler(BaseHandler):
     def describe_handle(self) -> dict:
         """``GET /models/<name>?customized=true`` on the management API."""
         self.context.set_response_content_type(0, "application/json")
-        return {**self.model_info, "frame_shape": list(self.segmenter.preprocess.frame_shape)}
+        return {**self.model_info, "sky_radius": self.segmenter.preprocess.sky_radius}
 
     def _is_explain(self) -> bool:
         return False  # no explanations: an ``explain`` header must not reach BaseHandler's Captum path

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arcscan.config import build, load_params
+from arcscan.config import load_params, settings_from
 from arcscan.core.patches import NEGATIVE, POSITIVE, unlabeled_set
-from arcscan.core.preprocess import PreprocessConfig
 from arcscan.core.synth import write_minute
 from servers import random_model_archive
 
@@ -38,7 +37,8 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     checkpoint = root / "random.pt"
     frames_path, _ = write_minute(root / "data", seed=3, start=datetime(2030, 1, 1, 6, tzinfo=timezone.utc), n_frames=4)
     params = load_params(ROOT / "params.yaml")
-    patches = unlabeled_set([frames_path], 192, np.random.default_rng(0), build(PreprocessConfig, params["preprocess"]), params["patches"]["size"])
+    settings = settings_from(params)
+    patches = unlabeled_set([frames_path], 192, np.random.default_rng(0), settings.preprocess, settings.patches.size, settings.sky_finder())
     patches.labels[:16], patches.labels[16:32] = POSITIVE, NEGATIVE
     return {
         "--checkpoint": checkpoint,

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_a_served_frame_crosses_each_step_once():
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "call_path.py")], capture_output=True, text=True, timeout=300, check=True)
-    calls = Counter(call.rsplit(":", 1)[1] for call in json.loads(run.stdout)["request_calls"])
-    assert {"decode_frames", "__call__", "normalize", "frame_record", "mask_png"} <= set(calls)
-    assert max(calls.values()) == 1, calls
-    assert not {"timestamp", "ccd_background", "fov_mask"} & set(calls)  # parsed at decoding; the sky mask once per segmenter
+    callees = Counter(call.split(" -> ")[1] for call in json.loads(run.stdout)["request_calls"])  # file:function
+    calls = {callee.rsplit(":", 1)[1] for callee in callees}
+    assert {"decode_frames", "sky_of", "__call__", "model_view", "frame_record", "mask_png"} <= calls
+    assert max(callees.values()) == 1, callees
+    assert not {"timestamp", "ccd_background", "disc_mask"} & calls  # parsed at decoding; a profile's sky once per segmenter

@@ -52,7 +52,7 @@ from hostile import CASES, MIB, Case, minute, npy, png16, valid_bodies
 ROOT = Path(__file__).resolve().parents[1]
 
 MODEL_INFO = {"name": "arcscan-arc", "version": "test-1"}
-FRAME_KEYS = {"index", "timestamp", "site", "imager", "mask_png", "arc_fraction", "objects", "scan_ms", "crf_ms"}
+FRAME_KEYS = {"index", "timestamp", "site", "imager", "mask_png", "arc_fraction", "sky", "objects", "scan_ms", "crf_ms"}
 OBJECT_KEYS = {"area", "length", "mean_width", "orientation_deg", "centroid_x", "centroid_y", "mean_intensity"}
 
 
@@ -228,6 +228,18 @@ def test_png_answers_one_frame_and_the_mask_is_the_library_s(served, model_dir):
     assert np.array_equal(decode_mask(out["mask_png"]) == 255, expected.mask)
     assert out["arc_fraction"] == pytest.approx(expected.arc_fraction)
     assert len(out["objects"]) == len(expected.objects)
+
+
+@pytest.mark.parametrize(("name", "body", "shapes"), [
+    ("wide.pgm", lambda: encode_stream0(minute(1, shape=(128, 256))), [(128, 256)]),
+    ("mixed.pgm", lambda: encode_stream0(minute(1) + [Frame(minute(1, shape=(200, 200))[0].image, {}, "", 1)]), [(256, 256), (200, 200)]),
+    ("small.png", lambda: png16(np.zeros((64, 80), np.uint8), bitdepth=8), [(64, 80)]),
+])
+def test_frames_of_any_size_are_answered_in_their_own_pixels(served, name, body, shapes):
+    [(status, answer)] = call(served, request(body(), name))
+    assert status == 200, answer
+    assert [decode_mask(f["mask_png"]).shape for f in answer["frames"]] == shapes
+    assert all(f["sky"] in {"estimated", "inscribed"} for f in answer["frames"])  # no profile matches these
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.float32])
@@ -427,7 +439,7 @@ def test_a_bad_request_does_not_spoil_the_rest_of_its_batch(served):
 
 def test_describe_and_explain_headers(served):
     [(status, described)] = call(served, request(b"", describe="True"))
-    assert status == 200 and described == {**MODEL_INFO, "frame_shape": [256, 256]}
+    assert status == 200 and described == {**MODEL_INFO, "sky_radius": 112.0}
     [(status, answer)] = call(served, request(png16(minute(1)[0].image), "x.png", explain="True"))
     assert status == 200 and len(answer["frames"]) == 1  # no Captum path: a normal answer
 

@@ -11,10 +11,14 @@ from arcscan.core.patches import (
     NEGATIVE, POSITIVE, UNLABELED, PatchSet, extract_patches, labelled_set, patch_mean,
     pick_labels_from_truth, read_label_csv, unlabeled_set, write_label_csv,
 )
-from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize
+from arcscan.config import load_settings
+from arcscan.core.geometry import disc_mask
+from arcscan.core.preprocess import PreprocessConfig, normalize
 from arcscan.core.synth import read_masks, write_minute
 
 CONFIG = PreprocessConfig()
+FIND_SKY = load_settings().sky_finder()  # the starter frames' profile: a disc of 112 px above 10 degrees
+STARTER_SKY = disc_mask((256, 256), (127.5, 127.5), 112)
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +43,12 @@ def test_csv_to_labelled_set_with_provenance(minute, tmp_path):
         {"file": frames_path.name, "frame": 1, "x": 100, "y": 120, "label": POSITIVE},
         {"file": frames_path.name, "frame": 2, "x": 60, "y": 70, "label": NEGATIVE},
     ])
-    patches = labelled_set(csv, folder, CONFIG, 32)
+    patches = labelled_set(csv, folder, CONFIG, 32, FIND_SKY)
     assert len(patches) == 2 and patches.images.shape == (2, 32, 32)
     positive = patches.subset(patches.labels == POSITIVE)
     assert (positive.files[0], positive.frames[0], positive.xs[0], positive.ys[0]) == (frames_path.name, 1, 100, 120)
     frame = read_frames(frames_path)[1]
-    expected = extract_patches(normalize(frame.image, CONFIG, frame.ccd_background), [100], [120], 32)[0]
+    expected = extract_patches(normalize(frame.image, CONFIG, frame.ccd_background, STARTER_SKY), [100], [120], 32)[0]
     assert np.array_equal(positive.images[0], expected)
     path = patches.save(tmp_path / "set.npz")
     again = PatchSet.load(path)
@@ -67,10 +71,10 @@ def test_labels_outside_the_frame_or_file_are_refused(minute, tmp_path):
     csv = tmp_path / "labels.csv"
     csv.write_text(f"file,frame,x,y,label\n{frames_path.name},9,10,10,arc\n")
     with pytest.raises(InputError, match="has 4 frames, no frame 9"):
-        labelled_set(csv, folder, CONFIG, 32)
+        labelled_set(csv, folder, CONFIG, 32, FIND_SKY)
     csv.write_text(f"file,frame,x,y,label\n{frames_path.name},0,300,10,arc\n")
     with pytest.raises(InputError, match="outside"):
-        labelled_set(csv, folder, CONFIG, 32)
+        labelled_set(csv, folder, CONFIG, 32, FIND_SKY)
     csv.write_text("file,x,y,label\n")
     with pytest.raises(InputError, match="missing columns"):
         read_label_csv(csv)
@@ -78,19 +82,18 @@ def test_labels_outside_the_frame_or_file_are_refused(minute, tmp_path):
 
 def test_unlabeled_centres_lie_in_the_sky_disc_and_carry_truth(minute):
     _, frames_path, masks = minute
-    patches = unlabeled_set([frames_path], 500, np.random.default_rng(0), CONFIG, 32, {frames_path.name: masks})
+    patches = unlabeled_set([frames_path], 500, np.random.default_rng(0), CONFIG, 32, FIND_SKY, {frames_path.name: masks})
     assert len(patches) == 500 and (patches.labels == UNLABELED).all()
-    fov = fov_mask((256, 256), CONFIG)
-    assert fov[patches.ys, patches.xs].all()
+    assert STARTER_SKY[patches.ys, patches.xs].all()
     assert np.array_equal(patches.truth, masks[patches.frames, patches.ys, patches.xs].astype(np.int8))
-    again = unlabeled_set([frames_path], 500, np.random.default_rng(0), CONFIG, 32)
+    again = unlabeled_set([frames_path], 500, np.random.default_rng(0), CONFIG, 32, FIND_SKY)
     assert np.array_equal(again.xs, patches.xs)  # seeded
 
 
 def test_picks_from_truth_imitate_a_person(minute):
     _, frames_path, masks = minute
     frames = read_frames(frames_path)
-    rows = pick_labels_from_truth(frames, masks, 20, 20, np.random.default_rng(1), CONFIG, 32)
+    rows = pick_labels_from_truth(frames, masks, 20, 20, np.random.default_rng(1), CONFIG, 32, FIND_SKY)
     assert sum(r["label"] == POSITIVE for r in rows) == 20 and sum(r["label"] == NEGATIVE for r in rows) == 20
     for row in rows:
         mask = masks[row["frame"]]

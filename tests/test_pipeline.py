@@ -39,7 +39,7 @@ def clone(tmp_path_factory) -> Path:
             shutil.copy2(ROOT / name, target / name)
     params = yaml.safe_load((target / "params.yaml").read_text())
     params["train"].update(epochs=1, batch_u=64)
-    params["patches"]["n_unlabeled"] = 256
+    params["patches"].update(n_unlabeled=256, n_unlabeled_real=64)
     params["scan"]["stride"] = 16
     params["evaluate"]["overlays"] = 1
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -56,8 +56,12 @@ def test_repro_registers_then_does_nothing_then_reruns_only_what_changed(clone, 
     for stage in ("patches", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in first
     metrics = json.loads((clone / "reports" / "metrics.json").read_text())
-    for key in ("patch_accuracy", "patch_roc_auc", "patch_f1", "pixel_iou_scan", "pixel_f1_scan", "pixel_iou_crf", "pixel_f1_crf"):
+    for key in ("patch_accuracy", "patch_roc_auc", "patch_f1", "pixel_iou_scan", "pixel_f1_scan", "pixel_iou_crf", "pixel_f1_crf",
+                "real_pixel_iou", "real_pixel_f1", "real_arcs_found", "real_arcs_real", "real_arcfree_sky_claimed"):
         assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["real_arc_frames"] == 4 and metrics["real_arcfree_frames"] == 23 and metrics["real_reference_arcs"] > 0
+    rows = json.loads((clone / "reports" / "real_frames.json").read_text())  # the real frames on their calibrated skies
+    assert {r["sky"] for r in rows} == {"profile dasc-pkr", "profile themis-gako"}
     assert (clone / "reports" / "loss.png").is_file() and (clone / "reports" / "roc.png").is_file()
     registered = json.loads((clone / "reports" / "registered.json").read_text())
     assert registered["version"] == "1"

@@ -50,15 +50,33 @@ def store(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _run(metric: float | None = None) -> str:
+def _run(metric: float | None = None, **others: float) -> str:
     with mlflow.start_run(experiment_id=mlops.experiment_id()) as run:
         if metric is not None:
             mlflow.log_metric(METRIC, metric)
+        mlflow.log_metrics(others)
     return run.info.run_id
 
 
 def _register(checkpoint: Path, metric: float | None, files: list[Path] = (), onnx: Path | None = None):
     return mlops.register_version(_run(metric), NAME, checkpoint, onnx, list(files), {"source": "test"})
+
+
+def test_promotion_refuses_a_challenger_better_on_synthetic_frames_but_worse_on_real_ones(store, checkpoint):
+    guards = ("real_pixel_iou", "real_arcs_found")
+    mlops.register_version(_run(0.50, real_pixel_iou=0.60, real_arcs_found=0.9), NAME, checkpoint, None, [], {})
+    assert mlops.promote(NAME, METRIC, guards=guards).promoted
+    mlops.register_version(_run(0.70, real_pixel_iou=0.40, real_arcs_found=0.9), NAME, checkpoint, None, [], {})
+    refused = mlops.promote(NAME, METRIC, guards=guards)
+    assert not refused.promoted and _champion() == "1"
+    assert "better than @champion version 1 pixel_iou_crf=0.5000 but worse on real_pixel_iou=0.4000 < 0.6000" in refused.reason
+    mlops.register_version(_run(0.70, real_pixel_iou=0.65, real_arcs_found=0.95), NAME, checkpoint, None, [], {})
+    assert mlops.promote(NAME, METRIC, guards=guards).champion_after == "3"  # better on both
+    mlops.register_version(_run(0.80), NAME, checkpoint, None, [], {})  # no real figures: refused too
+    assert "worse on real_pixel_iou=missing < 0.6500" in mlops.promote(NAME, METRIC, guards=guards).reason
+    assert mlops.promote(NAME, METRIC, guards=guards, force=True).champion_after == "4"
+    mlops.register_version(_run(0.90, real_pixel_iou=0.1, real_arcs_found=0.1), NAME, checkpoint, None, [], {})
+    assert mlops.promote(NAME, METRIC, guards=guards).champion_after == "5"  # the champion has no real figures to guard
 
 
 def _champion() -> str:

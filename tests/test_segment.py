@@ -8,10 +8,13 @@ from arcscan.errors import InputError
 from arcscan.io.frames import Frame
 from arcscan.core.model import ModelConfig, build_model
 from arcscan.core.patches import extract_patches
-from arcscan.core.preprocess import PreprocessConfig, fov_mask
-from arcscan.core.segment import CRFConfig, ScanConfig, Segmenter, _grid, arc_objects, dense_crf, frame_record, scan_logits
+from arcscan.core.geometry import ImagerProfile, SkyConfig, disc_mask
+from arcscan.core.preprocess import PreprocessConfig
+from arcscan.core.segment import CRFConfig, ObjectConfig, ScanConfig, Segmenter, _grid, arc_objects, dense_crf, frame_record, scan_logits
 
-SMALL = PreprocessConfig(frame_shape=(64, 64), fov_center=(31.5, 31.5), fov_radius=28)
+SMALL = PreprocessConfig(sky_radius=28)
+SMALL_SKY = SkyConfig(min_elevation=0, imagers=(ImagerProfile("small", center=(31.5, 31.5), horizon_radius=28),))
+SMALL_DISC = disc_mask((64, 64), (31.5, 31.5), 28)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def _patch_scores(model, image, xs, ys):
 
 
 def test_stride_one_scan_is_per_pixel_patch_classification(model, image):
-    fov = fov_mask(image.shape, SMALL)
+    fov = SMALL_DISC
     logits = scan_logits(model, image, fov, ScanConfig(stride=1, batch_size=100))
     ys, xs = np.nonzero(fov)
     pick = np.random.default_rng(1).choice(len(ys), 40, replace=False)
@@ -62,19 +65,38 @@ def test_strided_scan_equals_patch_scores_on_the_grid_and_interpolates_between(m
 
 def test_segmenter_masks_stay_in_the_sky_disc(model):
     frame = Frame(np.random.default_rng(2).integers(3000, 9000, (64, 64), dtype=np.uint16), {}, "f", 0)
-    segmenter = Segmenter(model, SMALL, ScanConfig(stride=4), CRFConfig())
+    segmenter = Segmenter(model, SMALL, ScanConfig(stride=4), CRFConfig(), sky=SMALL_SKY)
     result = segmenter(frame)
-    fov = fov_mask((64, 64), SMALL)
+    fov = SMALL_DISC
     assert result.probability.shape == (64, 64) and result.mask.dtype == bool
+    assert result.scale == 1.0 and result.sky_source == "profile small" and (result.sky == fov).all()
     assert not (result.mask & ~fov).any() and not (result.mask_scan & ~fov).any()
     assert 0.0 <= result.arc_fraction <= 1.0 and result.scan_ms > 0 and result.crf_ms > 0
-    assert set(frame_record(frame, result)) == {"index", "timestamp", "site", "imager", "arc_fraction", "objects", "scan_ms", "crf_ms"}
+    assert set(frame_record(frame, result)) == {"index", "timestamp", "site", "imager", "arc_fraction", "sky", "objects", "scan_ms", "crf_ms"}
 
 
-def test_wrong_frame_size_is_an_input_error(model):
-    segmenter = Segmenter(model, SMALL)
-    with pytest.raises(InputError, match="expected 64x64 pixels, got 32x48"):
-        segmenter(Frame(np.zeros((48, 32), np.uint16), {}, "f.npy", 3))
+def test_any_frame_size_is_resampled_to_the_model_scale_and_answered_in_its_own_pixels(model):
+    rows, cols = np.mgrid[:96, :160]
+    lit = (cols - 80.0) ** 2 + (rows - 47.5) ** 2 <= 60.0**2  # a disc cut by the top and bottom edges
+    image = np.where(lit, 6000, 3300).astype(np.uint16)
+    segmenter = Segmenter(model, SMALL, ScanConfig(stride=4), CRFConfig(), ObjectConfig(min_area=20))
+    result = segmenter(Frame(image, {}, "wide.npy", 0))
+    assert result.sky_source == "estimated" and result.mask.shape == result.probability.shape == (96, 160)
+    assert result.scale == pytest.approx(28 / (60 * 80 / 90), rel=0.05)  # sky above 10 degrees -> 28 px
+    assert not (result.mask & ~result.sky).any() and result.sky.sum() > 0
+
+
+def test_an_elevation_map_of_another_size_is_an_input_error(model, tmp_path):
+    from astropy.io import fits
+
+    rows, cols = np.mgrid[:64, :64]
+    fits.writeto(tmp_path / "el.fits", (90 - np.hypot(rows - 31.5, cols - 31.5) * 3).astype(np.float32))
+    sky = SkyConfig(imagers=(ImagerProfile("cam", site="abc", elevation="el.fits"),), base_dir=str(tmp_path))
+    segmenter = Segmenter(model, SMALL, sky=sky)
+    segmenter.sky_of(Frame(np.zeros((64, 64), np.uint16), {"Site unique ID": "abc"}, "f.npy", 0))
+    with pytest.raises(InputError, match=r"f\.npy: frame 3: 32x48 pixels, but imager profile 'cam' has a 64x64 elevation map"):
+        segmenter.sky_of(Frame(np.zeros((48, 32), np.uint16), {"Site unique ID": "abc"}, "f.npy", 3))
+    segmenter.sky_of(Frame(np.zeros((48, 32), np.uint16), {}, "f.npy", 3))  # no profile: estimated, never refused
 
 
 def test_crf_snaps_an_uncertain_band_to_the_bright_band():

@@ -185,6 +185,25 @@ def test_replay_orders_files_and_folders_by_time(minutes, tmp_path):
         replay_files([tmp_path / "missing.pgm.gz"])
 
 
+def test_replay_takes_every_frame_format_the_readers_read(endpoint, tmp_path):
+    from astropy.io import fits
+    from PIL import Image
+
+    folder = tmp_path / "imagers"
+    folder.mkdir()
+    rows, cols = np.mgrid[:96, :128]
+    sky = np.where(np.hypot(rows - 48, cols - 64) < 44, 9000, 3300).astype(np.uint16)
+    fits.writeto(folder / "PKR_DASC_0558_20151007_082351.743.FITS", sky.astype(">i2"))
+    Image.fromarray((sky // 257).astype(np.uint8)).save(folder / "camera.png")
+    np.save(folder / "stack.npy", np.stack([sky, sky]))
+    (folder / "notes.txt").write_text("not a frame file")
+    assert sorted(p.name for p in replay_files([folder])) == ["PKR_DASC_0558_20151007_082351.743.FITS", "camera.png", "stack.npy"]
+    summary = run_stream(_config(endpoint, tmp_path / "out"), replay=[folder / "PKR_DASC_0558_20151007_082351.743.FITS"], speed=None)
+    assert (summary.sent, summary.succeeded, summary.failed) == (1, 1, 0)
+    (entry,) = read_ledger(tmp_path / "out" / RESULTS)  # sent as stream0 with the FITS metadata kept
+    assert (entry["file"], entry["site"], entry["timestamp"]) == ("PKR_DASC_0558_20151007_082351.743.FITS", "pkr", "2015-10-07T08:23:51.743000+00:00")
+
+
 def test_retries_after_503_and_dropped_connections(endpoint, minutes, tmp_path):
     endpoint.drop_first, endpoint.fail_first = 3, 5
     summary = run_stream(_config(endpoint, tmp_path, concurrency=2), replay=[minutes / MINUTE], speed=None)

@@ -1,11 +1,15 @@
 """Stage `evaluate`: held-out metrics of the trained model, logged to its MLflow run.
 
-    python training/evaluate.py models/model.pt patches/test.npz data/test reports
+    python training/evaluate.py models/model.pt patches/test.npz data/test data/real/valid reports
 
 Patch level: accuracy, F1 (score > 0) and ROC AUC on held-out labelled patches. Pixel level,
 on held-out synthetic frames with ground truth: IoU and F1 of the arc mask inside the sky
-disc, from the raster scan alone and after the dense CRF. Writes ``reports/metrics.json``,
-``reports/loss.png``, ``reports/roc.png`` and sample overlays in ``reports/overlays/``.
+disc, from the raster scan alone and after the dense CRF. Real frames (``data/real/valid``:
+imagers and scenes training never saw), against the reference masks ``<file>.ref.npz``
+(ignored pixels not scored): pixel IoU and F1, the share of reference arcs found and of
+predicted arcs that are real (:class:`~arcscan.core.metrics.ArcDetection`), and the share of
+the sky claimed on arc-free frames. Writes ``reports/metrics.json``, ``reports/real_frames.json``,
+``reports/loss.png``, ``reports/roc.png`` and overlays in ``reports/overlays/``.
 """
 
 import json
@@ -18,17 +22,70 @@ import numpy as np
 from arcscan import mlops
 from arcscan.config import load_settings
 from arcscan.io.frames import read_frames
-from arcscan.core.metrics import MaskAgreement, patch_metrics
+from arcscan.core.metrics import ArcDetection, MaskAgreement, patch_metrics
 from arcscan.core.model import load_checkpoint
 from arcscan.core.patches import PatchSet
 from arcscan.core.plots import loss_curves, roc
 from arcscan.core.progress import progress
 from arcscan.core.render import overlay, save_png
+from arcscan.core.segment import Segmenter
 from arcscan.core.synth import mask_path, read_masks
 from arcscan.core.train import predict_scores
 
 
-def main(checkpoint: Path, test_patches: Path, test_frames: Path, reports: Path) -> None:
+REFERENCE_SUFFIX = ".ref.npz"
+
+
+def real_metrics(segmenter: Segmenter, folder: Path, reports: Path) -> tuple[dict, list[dict], list[Path]]:
+    """Metrics on the real validation frames against their reference masks; per-frame rows;
+    overlays (reference outlines green) of the first frame of each file."""
+    pixels, scan_pixels, arcs, arc_free = MaskAgreement(), MaskAgreement(), ArcDetection(), []
+    rows, overlays = [], []
+    references = sorted(folder.glob(f"*{REFERENCE_SUFFIX}"))
+    if not references:
+        raise SystemExit(f"{folder}: no reference masks (*{REFERENCE_SUFFIX}); run `make data`")
+    for reference in progress(references, desc="real frames", unit="file"):
+        name = reference.name.removesuffix(REFERENCE_SUFFIX)
+        with np.load(reference) as stored:
+            instances, ignored = stored["arcs"], stored["ignore"]
+        for frame in read_frames(folder / name):
+            result = segmenter(frame)
+            truth, scored = instances[frame.index], result.sky & ~ignored[frame.index]
+            row = {"file": name, "frame": frame.index, "sky": result.sky_source, "scale": round(result.scale, 4),
+                   "reference_arcs": int(len(np.unique(truth[truth > 0]))), "claimed": float(result.mask[scored].mean())}
+            if truth.any():
+                single = MaskAgreement()
+                for agreement in (pixels, single):
+                    agreement.add(result.mask, truth > 0, scored)
+                scan_pixels.add(result.mask_scan, truth > 0, scored)
+                detection = ArcDetection()
+                min_area = max(1, round(segmenter.objects.min_area / result.scale**2))
+                for counter in (arcs, detection):
+                    counter.add(result.mask, truth, ~scored, min_area)
+                row.update(iou=single.iou(), found=detection.found, predicted=detection.predicted, real=detection.real)
+            else:
+                arc_free.append(row["claimed"])
+            rows.append(row)
+            if frame.index == 0:
+                picture = overlay(result.image01, result.mask, truth > 0)
+                overlays.append(save_png(picture, reports / "overlays" / f"real_{name.split('.')[0]}.png"))
+    metrics = {
+        "real_pixel_iou": pixels.iou(),
+        "real_pixel_f1": pixels.f1(),
+        "real_pixel_iou_scan": scan_pixels.iou(),
+        "real_arcs_found": arcs.found_share(),
+        "real_arcs_real": arcs.real_share(),
+        "real_reference_arcs": arcs.reference,
+        "real_predicted_arcs": arcs.predicted,
+        "real_arcfree_sky_claimed": float(np.mean(arc_free)) if arc_free else float("nan"),
+        "real_arcfree_sky_claimed_max": float(np.max(arc_free)) if arc_free else float("nan"),
+        "real_arc_frames": sum(1 for r in rows if r["reference_arcs"]),
+        "real_arcfree_frames": len(arc_free),
+    }
+    return metrics, rows, overlays
+
+
+def main(checkpoint: Path, test_patches: Path, test_frames: Path, real_frames: Path, reports: Path) -> None:
     settings = load_settings()
     trained = load_checkpoint(checkpoint)
     segmenter = settings.segmenter(trained)
@@ -43,11 +100,13 @@ def main(checkpoint: Path, test_patches: Path, test_frames: Path, reports: Path)
         masks = read_masks(mask_path(path))
         for frame, truth in zip(read_frames(path), masks):
             result = segmenter(frame)
-            scan.add(result.mask_scan, truth, segmenter.fov)
-            crf.add(result.mask, truth, segmenter.fov)
+            scan.add(result.mask_scan, truth, result.sky)
+            crf.add(result.mask, truth, result.sky)
             timings.append(result.scan_ms + result.crf_ms)
             if len(overlays) < settings.evaluate.overlays and frame.index % 10 == 0 and truth.any():
                 overlays.append(save_png(overlay(result.image01, result.mask, truth), reports / "overlays" / f"{path.name.split('.')[0]}_{frame.index:02d}.png"))
+    real, real_rows, real_overlays = real_metrics(segmenter, real_frames, reports)
+    overlays += real_overlays
     metrics = {
         "patch_accuracy": patch["accuracy"],
         "patch_f1": patch["f1"],
@@ -59,9 +118,11 @@ def main(checkpoint: Path, test_patches: Path, test_frames: Path, reports: Path)
         "test_patches": len(test),
         "test_frames": len(timings),
         "ms_per_frame_median": float(np.median(timings)),
+        **real,
     }
     reports.mkdir(exist_ok=True)
     (reports / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (reports / "real_frames.json").write_text(json.dumps(real_rows, indent=2) + "\n")
     history = json.loads((reports / "train_history.json").read_text())["epochs"]
     loss_curves(history, reports / "loss.png")
     roc(test.labels, scores, patch["roc_auc"], reports / "roc.png")
@@ -77,4 +138,4 @@ def main(checkpoint: Path, test_patches: Path, test_frames: Path, reports: Path)
 
 if __name__ == "__main__":
     with mlops.failures_reported("evaluate"):
-        main(*(Path(arg) for arg in sys.argv[1:5]))
+        main(*(Path(arg) for arg in sys.argv[1:6]))

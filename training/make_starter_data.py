@@ -45,7 +45,7 @@ def main(data: Path) -> None:
         ("train", train, starter.train_positive, starter.train_negative),
         ("test", test, starter.test_positive, starter.test_negative),
     ):
-        rows = pick_labels_from_truth(frames, masks, n_pos, n_neg, rng, config, size)
+        rows = pick_labels_from_truth(frames, masks, n_pos, n_neg, rng, config, size, settings.sky_finder())
         write_label_csv(data / "labels" / f"{name}.csv", rows)
         print(f"{name}: {len(frames)} frames, arc pixels {masks.mean():.2%}, {len(rows)} labelled picks")
 

@@ -41,11 +41,12 @@ def main(train_path: Path, out: Path) -> None:
         mlflow.log_params({f"train.{k}": v for k, v in asdict(config).items()})
         mlflow.log_params({f"patches.{k}": v for k, v in asdict(settings.patches).items()})
         mlflow.log_params({f"model.{k}": v for k, v in asdict(model_config).items()})
+        mlflow.log_params({f"augment.{k}": v for k, v in asdict(settings.augment).items()})
 
         def log_epoch(record: dict) -> None:
             mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
 
-        result = train_pnu(patches, config, model_config, on_epoch=log_epoch)
+        result = train_pnu(patches, config, model_config, settings.augment, on_epoch=log_epoch)
         mlflow.log_params({"prior_used": round(result.prior, 4), "eta_used": round(result.eta, 4)})
         mlflow.log_metric("train_seconds", result.seconds)
 

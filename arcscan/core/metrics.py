@@ -42,3 +42,43 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two boolean masks (1.0 when both are empty)."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+class ArcDetection:
+    """Arc-level agreement with reference arcs, accumulated over frames.
+
+    A reference arc (one label of an instance map) is *found* when the predicted mask covers
+    at least ``overlap`` of its scored pixels; a predicted arc (an 8-connected region of the
+    mask of at least ``min_area`` scored pixels, given per frame) is *real* when at least ``overlap`` of its
+    scored pixels lie on reference arcs. Scored pixels are those not ignored.
+    """
+
+    def __init__(self, overlap: float = 0.3) -> None:
+        self.overlap = overlap
+        self.reference = self.found = self.predicted = self.real = 0
+
+    def add(self, predicted: np.ndarray, arcs: np.ndarray, ignore: np.ndarray, min_area: int = 20) -> None:
+        from skimage.measure import label
+
+        scored = ~ignore
+        for k in np.unique(arcs[arcs > 0]):
+            pixels = (arcs == k) & scored
+            if pixels.any():
+                self.reference += 1
+                self.found += int((predicted & pixels).sum() >= self.overlap * pixels.sum())
+        regions = label(predicted & scored, connectivity=2)
+        on_arc = (arcs > 0) & scored
+        for k in range(1, regions.max() + 1):
+            region = regions == k
+            area = int(region.sum())
+            if area >= min_area:
+                self.predicted += 1
+                self.real += int((region & on_arc).sum() >= self.overlap * area)
+
+    def found_share(self) -> float:
+        """Share of reference arcs found (1.0 when there are none)."""
+        return self.found / self.reference if self.reference else 1.0
+
+    def real_share(self) -> float:
+        """Share of predicted arcs that are real (1.0 when none were predicted)."""
+        return self.real / self.predicted if self.predicted else 1.0

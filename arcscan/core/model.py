@@ -65,13 +65,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, model_args: ModelConfig,
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the model from a checkpoint without executing pickled code; eval mode. Older
-    checkpoints stored the model arguments under ``config``."""
+    checkpoints stored the model arguments under ``config`` and a fixed disc (``fov_radius``)."""
     record = torch.load(Path(path), map_location=device, weights_only=True)
     model_args = ModelConfig(**record.get("model_args", record.get("config", {})))
     model = build_model(model_args)
     model.load_state_dict(record["state_dict"])
-    stored = record.get("preprocess")
-    preprocess = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}) if stored else None
+    stored = dict(record.get("preprocess") or {})
+    if "fov_radius" in stored:  # older checkpoints: a fixed 256 x 256 THEMIS disc of that radius
+        stored["sky_radius"] = stored.pop("fov_radius")
+        stored.pop("frame_shape", None), stored.pop("fov_center", None)
+    preprocess = PreprocessConfig(**stored) if stored else None
     return Checkpoint(model.to(device).eval(), model_args, preprocess)
 
 

@@ -1,9 +1,10 @@
 """Patch sets: labelled (arc / other) patches with provenance, and unlabeled patches.
 
 A patch of size s is centred on pixel (x, y): rows y - s/2 .. y + s/2 - 1, columns likewise,
-cut from the *normalised* frame (:func:`arcscan.core.preprocess.normalize`) with zeros beyond the
-frame edge. The raster scan in :mod:`arcscan.core.segment` uses the same convention, so a pixel's
-score at test time is the score of exactly such a patch.
+cut from the frame normalised and resampled to the model's scale
+(:func:`arcscan.core.preprocess.model_view`) with zeros beyond the frame edge. The raster scan
+in :mod:`arcscan.core.segment` uses the same convention, so a pixel's score at test time is the
+score of exactly such a patch. Centres are given and recorded in the frame's own pixels.
 
 Labels come from a CSV of patch centres (``file,frame,x,y,label`` with label ``arc``/``other``
 or ``1``/``0``) that a person writes while looking at frames; for synthetic frames
@@ -20,8 +21,9 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 
 from arcscan.errors import InputError
+from arcscan.core.geometry import SkyFinder
+from arcscan.core.preprocess import ModelView, PreprocessConfig, model_view
 from arcscan.io.frames import Frame, read_frames
-from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize
 
 POSITIVE, NEGATIVE, UNLABELED = 1, 0, -1
 CSV_FIELDS = ("file", "frame", "x", "y", "label")
@@ -31,12 +33,15 @@ _LABEL_WORDS = {"arc": POSITIVE, "1": POSITIVE, "other": NEGATIVE, "0": NEGATIVE
 @dataclass(frozen=True)
 class PatchConfig:
     """Patch size (the one setting of it: training, scan and checkpoint follow) and how many
-    labelled and unlabeled patches a training set takes."""
+    labelled and unlabeled patches a training set takes: synthetic picks, every real label,
+    unlabeled patches from synthetic and real frames, negatives from real arc-free frames."""
 
     size: int = 32
     n_positive: int = 100
     n_negative: int = 100
     n_unlabeled: int = 3000
+    n_unlabeled_real: int = 1000
+    n_negative_arc_free: int = 200
     seed: int = 0
 
 
@@ -86,10 +91,27 @@ def extract_patches(image01: np.ndarray, xs: np.ndarray, ys: np.ndarray, size: i
     return np.stack([padded[y : y + size, x : x + size] for x, y in zip(xs, ys)]).astype(np.float32)
 
 
-def _make_set(image01, xs, ys, size, label, file, frame, truth=None) -> PatchSet:
+def to_model(xs, ys, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frame pixel centres -> the nearest pixels at the model's scale."""
+    return tuple(np.rint((np.asarray(v, float) + 0.5) * scale - 0.5).astype(int) for v in (xs, ys))
+
+
+def to_frame(xs, ys, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels at the model's scale -> the nearest frame pixels."""
+    return tuple(np.rint((np.asarray(v, float) + 0.5) / scale - 0.5).astype(int) for v in (xs, ys))
+
+
+def view_of(frame: Frame, find_sky: SkyFinder, config: PreprocessConfig) -> ModelView:
+    """The frame as the model sees it, on the sky its profile or its own pixels give."""
+    return model_view(frame, find_sky(frame.image, frame.site, frame.imager, f"{frame.source}: frame {frame.index}"), config)
+
+
+def patch_set(view: ModelView, xs, ys, size, label, file, frame, truth=None) -> PatchSet:
+    """Patches centred on frame pixels (xs, ys), cut at the model's scale."""
     n = len(xs)
+    mx, my = to_model(xs, ys, view.scale)
     return PatchSet(
-        images=extract_patches(image01, xs, ys, size),
+        images=extract_patches(view.model01, np.clip(mx, 0, view.model01.shape[1] - 1), np.clip(my, 0, view.model01.shape[0] - 1), size),
         labels=np.full(n, label, np.int8),
         files=np.full(n, file),
         frames=np.full(n, frame, np.int32),
@@ -130,7 +152,7 @@ def write_label_csv(path: str | Path, rows: list[dict]) -> Path:
     return path
 
 
-def labelled_set(csv_path: str | Path, frames_dir: str | Path, config: PreprocessConfig, size: int) -> PatchSet:
+def labelled_set(csv_path: str | Path, frames_dir: str | Path, config: PreprocessConfig, size: int, find_sky: SkyFinder) -> PatchSet:
     """Turn a label CSV into a labelled patch set (frames looked up in ``frames_dir``)."""
     rows = read_label_csv(csv_path)
     sets = []
@@ -148,12 +170,12 @@ def labelled_set(csv_path: str | Path, frames_dir: str | Path, config: Preproces
                 raise InputError(f"{csv_path}: centre ({row['x']}, {row['y']}) is outside {file} frame {row['frame']}")
         for index in sorted({row["frame"] for row in frame_rows}):
             picks = [row for row in frame_rows if row["frame"] == index]
-            image01 = normalize(frames[index].image, config, frames[index].ccd_background)
+            view = view_of(frames[index], find_sky, config)
             for label in (POSITIVE, NEGATIVE):
                 chosen = [row for row in picks if row["label"] == label]
                 if chosen:
                     xs, ys = [r["x"] for r in chosen], [r["y"] for r in chosen]
-                    sets.append(_make_set(image01, xs, ys, size, label, file, index))
+                    sets.append(patch_set(view, xs, ys, size, label, file, index))
     if not sets:
         raise InputError(f"{csv_path}: no labelled patches")
     return PatchSet.concatenate(sets)
@@ -165,22 +187,23 @@ def unlabeled_set(
     rng: np.random.Generator,
     config: PreprocessConfig,
     size: int,
+    find_sky: SkyFinder,
     masks: dict[str, np.ndarray] | None = None,
 ) -> PatchSet:
-    """``n`` patches with centres drawn uniformly from inside the sky disc of uniformly drawn
-    frames. ``masks`` (file name -> ground-truth masks) fills in ``truth`` for reporting."""
+    """``n`` patches with centres drawn uniformly from the sky (at the model's scale) of
+    uniformly drawn frames. ``masks`` (file name -> ground-truth masks) fills in ``truth``."""
     frames = [(path.name, frame) for path in frame_paths for frame in read_frames(path)]
     picks = rng.integers(0, len(frames), n)
     sets = []
     for index in np.unique(picks):
         name, frame = frames[index]
         count = int((picks == index).sum())
-        inside = np.flatnonzero(fov_mask(frame.image.shape, config))
-        centres = rng.choice(inside, count, replace=True)
-        ys, xs = np.unravel_index(centres, frame.image.shape)
+        view = view_of(frame, find_sky, config)
+        centres = rng.choice(np.flatnonzero(view.model_sky), count, replace=True)
+        my, mx = np.unravel_index(centres, view.model_sky.shape)
+        xs, ys = (np.clip(v, 0, n - 1) for v, n in zip(to_frame(mx, my, view.scale), frame.image.shape[::-1]))
         truth = masks[name][frame.index][ys, xs] if masks and name in masks else None
-        image01 = normalize(frame.image, config, frame.ccd_background)
-        sets.append(_make_set(image01, xs, ys, size, UNLABELED, name, frame.index, truth))
+        sets.append(patch_set(view, xs, ys, size, UNLABELED, name, frame.index, truth))
     return PatchSet.concatenate(sets)
 
 
@@ -192,6 +215,7 @@ def pick_labels_from_truth(
     rng: np.random.Generator,
     config: PreprocessConfig,
     size: int,
+    find_sky: SkyFinder,
 ) -> list[dict]:
     """Imitate a person labelling synthetic frames: positives centred on clear arcs (the
     centre on an arc and at least 10% of the patch arc), negatives centred well away from any
@@ -199,11 +223,11 @@ def pick_labels_from_truth(
     diffuse aurora: the confusers a person would deliberately pick), half anywhere."""
     positives, negatives = [], []
     for frame, mask in zip(frames, masks):
-        fov = fov_mask(mask.shape, config)
-        coverage = patch_mean(mask.astype(np.float32), size)
+        view = view_of(frame, find_sky, config)
+        fov, image01 = view.sky.mask, view.image01
+        coverage = patch_mean(mask.astype(np.float32), int(round(size / view.scale)))
         clear_arc = mask & (coverage >= 0.10) & fov
         no_arc = (coverage == 0) & fov
-        image01 = normalize(frame.image, config, frame.ccd_background)
         bright = no_arc & (image01 >= np.percentile(image01[no_arc], 90)) if no_arc.any() else no_arc
         positives += [(frame, i) for i in np.flatnonzero(clear_arc)]
         negatives += [(frame, i, b) for i, b in zip(np.flatnonzero(no_arc), bright.ravel()[np.flatnonzero(no_arc)])]

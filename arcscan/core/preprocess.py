@@ -1,10 +1,11 @@
-"""From raw 16-bit counts to the model's input: dark subtraction, robust scaling, sky disc.
+"""From raw 16-bit counts to the model's input: dark subtraction, robust scaling, model scale.
 
-An all-sky imager's fisheye lens projects the sky onto a disc; outside it (the dark corners)
-the CCD sees only its background and stray light, which is also our dark estimate. Inside,
-intensities are scaled by robust percentiles so that frames from different imagers, nights
-and exposures land on a common [0, 1] scale. Training patches, raster scans and outputs all
-use this one function.
+An all-sky imager's fisheye lens projects the sky onto a disc (:mod:`arcscan.core.geometry`
+finds it); outside it (the dark corners) the CCD sees only its background and stray light,
+which is also our dark estimate. Inside, intensities are scaled by robust percentiles so that
+frames from different imagers, nights and exposures land on a common [0, 1] scale; then the
+frame is resampled to the model's scale (its sky ``sky_radius`` pixels across the radius).
+Training patches, raster scans and outputs all go through :func:`model_view`.
 """
 
 from __future__ import annotations
@@ -13,24 +14,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from arcscan.core.geometry import Sky, rescale
+from arcscan.io.base import Frame
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Frame size, sky-disc geometry (pixels; x right, y down) and intensity scaling."""
+    """The model's scale (sky radius in pixels) and the intensity scaling."""
 
-    frame_shape: tuple[int, int] = (256, 256)  # (height, width) the model and disc are set up for
-    fov_center: tuple[float, float] = (127.5, 127.5)
-    fov_radius: float = 112.0
+    sky_radius: float = 112.0  # pixels: every frame is resampled so that its sky has this radius
     low_percentile: float = 1.0
     high_percentile: float = 99.5
     min_range: float = 300.0  # counts; keeps noise-only frames from being stretched to full scale
 
 
-def fov_mask(shape: tuple[int, int], config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
-    """Boolean mask of the sky disc."""
-    rows, cols = np.ogrid[: shape[0], : shape[1]]
-    cx, cy = config.fov_center
-    return (cols - cx) ** 2 + (rows - cy) ** 2 <= config.fov_radius**2
+@dataclass(frozen=True)
+class ModelView:
+    """A frame as the model sees it: normalised (``image01``, zero outside the sky) at the
+    frame's own size and, resampled by ``scale``, at the model's (``model01``, ``model_sky``)."""
+
+    image01: np.ndarray
+    sky: Sky
+    scale: float
+    model01: np.ndarray
+    model_sky: np.ndarray
+
+
+def model_view(frame: Frame, sky: Sky, config: PreprocessConfig = PreprocessConfig()) -> ModelView:
+    """Normalise a frame within its sky and resample it to the model's scale."""
+    image01 = normalize(frame.image, config, frame.ccd_background, sky.mask)
+    scale = sky.scale(config.sky_radius)
+    if abs(scale - 1.0) < 1e-3:
+        return ModelView(image01, sky, 1.0, image01, sky.mask)
+    model_sky = rescale(sky.mask.astype(np.float32), scale) > 0.5
+    return ModelView(image01, sky, scale, rescale(image01, scale) * model_sky, model_sky)
 
 
 def dark_level(image: np.ndarray, fov: np.ndarray, fallback: float | None = None) -> float:
@@ -44,18 +61,11 @@ def dark_level(image: np.ndarray, fov: np.ndarray, fallback: float | None = None
     return float(np.percentile(image, 0.5))
 
 
-def normalize(
-    image: np.ndarray,
-    config: PreprocessConfig = PreprocessConfig(),
-    background: float | None = None,
-    fov: np.ndarray | None = None,
-) -> np.ndarray:
-    """Raw counts -> float32 in [0, 1], zero outside the sky disc.
+def normalize(image: np.ndarray, config: PreprocessConfig, background: float | None, fov: np.ndarray) -> np.ndarray:
+    """Raw counts -> float32 in [0, 1], zero outside the sky ``fov`` (a boolean mask).
 
-    ``background`` is the fallback dark level (the frame's ``Ccd background`` metadata);
-    ``fov`` the sky disc of ``fov_mask(image.shape, config)`` when the caller has it already.
+    ``background`` is the fallback dark level (the frame's ``Ccd background`` metadata).
     """
-    fov = fov_mask(image.shape, config) if fov is None else fov
     counts = image.astype(np.float32) - dark_level(image, fov, background)
     sky = counts[fov]
     low, high = np.percentile(sky, [config.low_percentile, config.high_percentile])

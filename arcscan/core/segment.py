@@ -1,4 +1,8 @@
-"""From a frame to an arc mask: raster scan of patches, dense CRF, sky-disc mask, arc objects.
+"""From a frame to an arc mask: sky and model scale, raster scan of patches, dense CRF, arc objects.
+
+Each frame's sky is found (:mod:`arcscan.core.geometry`) and the frame normalised and
+resampled to the model's scale (:func:`arcscan.core.preprocess.model_view`); the scan and the
+CRF run there, and the probability map and mask are brought back to the frame's own pixels.
 
 The raster scan scores the patch centred on each pixel of a grid (stride ``s``, zero padding
 of half a patch beyond the edge, only where the sky disc can be reached) in batched forward
@@ -23,9 +27,10 @@ from skimage.measure import label, regionprops
 from skimage.morphology import skeletonize
 
 from arcscan.errors import InputError
+from arcscan.core.geometry import Sky, SkyConfig, SkyFinder, to_shape
 from arcscan.core.model import Checkpoint
 from arcscan.io.frames import Frame
-from arcscan.core.preprocess import PreprocessConfig, fov_mask, normalize
+from arcscan.core.preprocess import PreprocessConfig, model_view
 
 _OUTSIDE_LOGIT = -20.0  # score given where no patch was scored (beyond the sky disc)
 
@@ -42,7 +47,8 @@ class ScanConfig:
 
 @dataclass(frozen=True)
 class ObjectConfig:
-    """Arc objects: connected mask regions smaller than ``min_area`` pixels are dropped."""
+    """Arc objects: connected mask regions smaller than ``min_area`` pixels (at the model's
+    scale) are dropped."""
 
     min_area: int = 20
 
@@ -80,10 +86,13 @@ class ArcObject:
 class Segmentation:
     """Everything the segmentation of one frame produced."""
 
-    image01: np.ndarray  # the normalised frame the scan and CRF saw (zero outside the sky disc)
+    image01: np.ndarray  # the normalised frame (zero outside the sky), the frame's own pixels
+    sky: np.ndarray  # the pixels of the frame that are sky
     probability: np.ndarray  # per-pixel arc probability from the scan
-    mask_scan: np.ndarray  # probability > 0.5 inside the sky disc
-    mask: np.ndarray  # final mask (after the CRF when enabled), inside the sky disc
+    mask_scan: np.ndarray  # probability > 0.5 inside the sky
+    mask: np.ndarray  # final mask (after the CRF when enabled), inside the sky
+    scale: float = 1.0  # the resampling of the frame to the model's scale
+    sky_source: str = ""  # where the sky came from (an imager profile, estimated, inscribed)
     objects: list[ArcObject] = field(default_factory=list)
     arc_fraction: float = 0.0
     scan_ms: float = 0.0
@@ -99,6 +108,7 @@ def frame_record(frame: Frame, result: Segmentation) -> dict:
         "site": frame.site,
         "imager": frame.imager,
         "arc_fraction": result.arc_fraction,
+        "sky": result.sky_source,
         "objects": [asdict(o) for o in result.objects],
         "scan_ms": round(result.scan_ms, 2),
         "crf_ms": round(result.crf_ms, 2),
@@ -185,51 +195,57 @@ class Segmenter:
         scan: ScanConfig = ScanConfig(),
         crf: CRFConfig = CRFConfig(),
         objects: ObjectConfig = ObjectConfig(),
+        sky: SkyConfig = SkyConfig(),
     ) -> None:
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.preprocess, self.scan, self.crf, self.objects = preprocess, scan, crf, objects
-        self.fov = fov_mask(tuple(preprocess.frame_shape), preprocess)
+        self.find_sky = SkyFinder(sky)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, scan: ScanConfig, crf: CRFConfig, objects: ObjectConfig, preprocess: PreprocessConfig | None = None) -> "Segmenter":
-        """A segmenter for a trained model: its own normalisation (``preprocess`` only for a
-        checkpoint that does not record one), and the scan refused (InputError) unless its
-        patch size is the one the model was trained on."""
+    def from_checkpoint(
+        cls, checkpoint: Checkpoint, scan: ScanConfig, crf: CRFConfig, objects: ObjectConfig, sky: SkyConfig = SkyConfig(), preprocess: PreprocessConfig | None = None
+    ) -> "Segmenter":
+        """A segmenter for a trained model: its own normalisation and scale (``preprocess``
+        only for a checkpoint that does not record them), and the scan refused (InputError)
+        unless its patch size is the one the model was trained on."""
         trained = checkpoint.model_args.patch_size
         if scan.patch_size != trained:
             raise InputError(f"scan patch size {scan.patch_size} differs from the {trained} px patches the model was trained on (patches.size)")
         preprocess = checkpoint.preprocess or preprocess
         if preprocess is None:
             raise InputError("the checkpoint records no normalisation settings: give the preprocess section")
-        return cls(checkpoint.model, preprocess, scan, crf, objects)
+        return cls(checkpoint.model, preprocess, scan, crf, objects, sky)
 
-    def check(self, frame: Frame) -> None:
-        """Refuse (InputError) a frame this segmenter is not set up for (its size)."""
-        expected = tuple(self.preprocess.frame_shape)
-        if frame.image.shape != expected:
-            raise InputError(
-                f"{frame.source or 'input'}: frame {frame.index}: expected {expected[1]}x{expected[0]} pixels, "
-                f"got {frame.image.shape[1]}x{frame.image.shape[0]}"
-            )
+    def sky_of(self, frame: Frame) -> Sky:
+        """The frame's sky; InputError for a frame it cannot be placed on (its imager
+        profile's elevation map has another size; an estimated sky always exists)."""
+        return self.find_sky(frame.image, frame.site, frame.imager, f"{frame.source or 'input'}: frame {frame.index}")
 
-    def __call__(self, frame: Frame) -> Segmentation:
-        self.check(frame)
-        fov = self.fov
-        image01 = normalize(frame.image, self.preprocess, frame.ccd_background, fov)
+    def __call__(self, frame: Frame, sky: Sky | None = None) -> Segmentation:
+        """Segment a frame (on ``sky`` when the caller has it from :meth:`sky_of`)."""
+        sky = self.sky_of(frame) if sky is None else sky
+        view = model_view(frame, sky, self.preprocess)
         start = time.perf_counter()
-        probability = 1.0 / (1.0 + np.exp(-scan_logits(self.model, image01, fov, self.scan)))
+        probability = 1.0 / (1.0 + np.exp(-scan_logits(self.model, view.model01, view.model_sky, self.scan)))
         scan_ms = (time.perf_counter() - start) * 1000
-        mask_scan = (probability > 0.5) & fov
         start = time.perf_counter()
-        mask = dense_crf(probability, image01, self.crf) & fov if self.crf.enabled else mask_scan
+        mask = dense_crf(probability, view.model01, self.crf) if self.crf.enabled else probability > 0.5
         crf_ms = (time.perf_counter() - start) * 1000 if self.crf.enabled else 0.0
+        shape = frame.image.shape
+        probability = to_shape(probability.astype(np.float32), shape)
+        mask_scan = (probability > 0.5) & sky.mask
+        mask = (to_shape(mask.astype(np.float32), shape) > 0.5) & sky.mask if view.scale != 1.0 else mask & sky.mask
+        min_area = max(1, int(round(self.objects.min_area / view.scale**2)))
         return Segmentation(
-            image01=image01,
-            probability=probability.astype(np.float32),
+            image01=view.image01,
+            sky=sky.mask,
+            probability=probability,
             mask_scan=mask_scan,
             mask=mask,
-            objects=arc_objects(mask, image01, self.objects.min_area),
-            arc_fraction=float(mask.sum() / fov.sum()),
+            scale=view.scale,
+            sky_source=sky.source,
+            objects=arc_objects(mask, view.image01, min_area),
+            arc_fraction=float(mask.sum() / sky.mask.sum()),
             scan_ms=scan_ms,
             crf_ms=crf_ms,
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from arcscan.core.augment import AugmentConfig, augment
 from arcscan.core.model import ModelConfig, build_model, pick_device
 from arcscan.core.patches import NEGATIVE, POSITIVE, UNLABELED, PatchSet
 from arcscan.core.pnu import PNURisk, estimate_prior, heuristic_eta
@@ -37,7 +38,6 @@ class TrainConfig:
     beta: float = 0.0
     gamma: float = 1.0
     positive_weight: float | None = 0.5  # 0.5: balanced error; None: pi (misclassification risk)
-    augment: bool = True
     seed: int = 0
     threads: int = 2  # torch threads; 0: leave torch's default
     device: str = "auto"
@@ -75,18 +75,11 @@ def _draws(n: int, batch: int, generator: torch.Generator) -> Iterator[torch.Ten
         position += batch
 
 
-def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random flips of each patch (arcs have no preferred side within a 32x32 window)."""
-    flip_h = torch.rand(len(x), generator=generator) < 0.5
-    flip_v = torch.rand(len(x), generator=generator) < 0.5
-    x = torch.where(flip_h[:, None, None, None], x.flip(3), x)
-    return torch.where(flip_v[:, None, None, None], x.flip(2), x)
-
-
 def train_pnu(
     patches: PatchSet,
     config: TrainConfig = TrainConfig(),
     model_config: ModelConfig = ModelConfig(),
+    augment_config: AugmentConfig = AugmentConfig(),
     on_epoch: Callable[[dict], None] | None = None,
     show_progress: bool = True,
 ) -> TrainResult:
@@ -122,9 +115,7 @@ def train_pnu(
         totals = {"risk": 0.0, "objective": 0.0, "pn": 0.0, "clipped": 0.0}
         for _ in range(steps_per_epoch):
             xp, xn, xu = pos[next(draw_p)], neg[next(draw_n)], unl[next(draw_u)]
-            batch = torch.cat([xp, xn, xu])
-            if config.augment:
-                batch = _augment(batch, generator)
+            batch = augment(torch.cat([xp, xn, xu]), augment_config, generator)
             scores = model(batch.to(device)).squeeze(1)
             g_p, g_n, g_u = scores.split([len(xp), len(xn), len(xu)])
             terms = risk(g_p, g_n, g_u)

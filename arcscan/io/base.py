@@ -30,14 +30,20 @@ EIGHT_BIT_SCALE = 257  # 8-bit samples to 16-bit counts: 255 * 257 == 65535
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on what one decoded input may hold (defaults fit a THEMIS minute with room).
+    """Bounds on what one decoded input may hold (defaults fit one served request: a few
+    minutes of one imager, e.g. a THEMIS level-1 CDF minute of 23 frames; :data:`FILE_LIMITS`
+    fit the files a user reads locally).
     Every reader checks them before it allocates for what a header declares."""
 
     max_bytes: int = 16 * 2**20
     max_decompressed_bytes: int = 8 * 2**20  # gzip stream0, compressed CDF records
-    max_frames: int = 20
+    max_frames: int = 60
     max_side: int = 1024
     max_metadata: int = 256  # distinct stream0 metadata keys, FITS header cards (a THEMIS header has about 30)
+
+
+# A local file (CLI, pipeline, archive) may be a whole THEMIS level-1 hour: 1200 frames, ~160 MB.
+FILE_LIMITS = Limits(max_bytes=256 * 2**20, max_decompressed_bytes=256 * 2**20, max_frames=1200)
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from arcscan.errors import InputError, InputTooLarge, UnsupportedFormat
 from arcscan.io import cdf, fits, images, npy, stream0
-from arcscan.io.base import TIMESTAMP_KEY, Frame, Limits, format_timestamp, input_name
+from arcscan.io.base import FILE_LIMITS, TIMESTAMP_KEY, Frame, Limits, format_timestamp, input_name
 from arcscan.io.images import CHANNELS
 from arcscan.io.stream0 import encode_stream0, stream0_name, write_stream0
 
 __all__ = [
-    "CHANNELS", "TIMESTAMP_KEY", "Frame", "Limits", "decode_frames", "encode_stream0", "format_timestamp",
+    "CHANNELS", "FILE_LIMITS", "TIMESTAMP_KEY", "Frame", "Limits", "decode_frames", "encode_stream0", "format_timestamp",
     "input_name", "read_frames", "stream0_name", "write_stream0",
 ]
 
@@ -67,8 +67,9 @@ def decode_frames(data: bytes, name: str = "input", limits: Limits = Limits(), c
     )
 
 
-def read_frames(path: str | Path, limits: Limits = Limits(), channel: str = "auto") -> list[Frame]:
-    """Read every frame of a file (any format :func:`decode_frames` accepts)."""
+def read_frames(path: str | Path, limits: Limits = FILE_LIMITS, channel: str = "auto") -> list[Frame]:
+    """Read every frame of a local file (any format :func:`decode_frames` accepts), within
+    :data:`FILE_LIMITS` unless other ``limits`` are given."""
     path = Path(path)
     size = path.stat().st_size
     if size > limits.max_bytes:

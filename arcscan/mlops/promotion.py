@@ -81,9 +81,11 @@ def _metric(client: MlflowClient, mv: ModelVersion, metric: str) -> float | None
     return None if value is None or math.isnan(value) else float(value)
 
 
-def promote(model_name: str, metric: str, higher_is_better: bool = True, force: bool = False) -> PromotionResult:
+def promote(model_name: str, metric: str, higher_is_better: bool = True, force: bool = False, guards: tuple[str, ...] = ()) -> PromotionResult:
     """Point ``champion`` at ``challenger`` if there is no champion, the challenger's run
-    metric is strictly better, or ``force``; otherwise leave it and say why."""
+    metric is strictly better and it is no worse on any ``guards`` metric (higher is better;
+    e.g. the real-frame figures) that both versions have, or ``force``; otherwise leave it
+    and say why."""
     client = mlflow_client()
     model, aliases = registered_model(client, model_name)
     if CHALLENGER not in aliases:
@@ -106,8 +108,18 @@ def promote(model_name: str, metric: str, higher_is_better: bool = True, force: 
     if champion_version is None:
         how = "first"
     else:
-        champion_value = _metric(client, get_version(client, model_name, champion_version), metric)
+        champion_mv = get_version(client, model_name, champion_version)
+        champion_value = _metric(client, champion_mv, metric)
         better = champion_value is not None and (value > champion_value if higher_is_better else value < champion_value)
+        worse = []  # a guard the champion has not got (an older version) cannot be compared
+        for guard in guards:
+            mine, theirs = _metric(client, challenger, guard), _metric(client, champion_mv, guard)
+            if theirs is not None and (mine is None or mine < theirs):
+                worse.append(f"{guard}={'missing' if mine is None else f'{mine:.4f}'} < {theirs:.4f}")
+        if better and worse and not force:
+            reason = (f"not promoted: version {challenger.version} {metric}={value:.4f} is better than @{CHAMPION} version "
+                      f"{champion_version} {metric}={champion_value:.4f} but worse on {', '.join(worse)}")
+            return PromotionResult(False, reason, champion_after=champion_version, champion_value=champion_value, **result)
         how = "better" if better else "forced" if force else None
         if champion_value is None and how is None:
             raise RegistryError(f"@{CHAMPION} version {champion_version} has no metric {metric!r} to compare with: use force")

@@ -1,0 +1,143 @@
+"""Sky geometry: the disc estimate, elevation maps, imager profiles and the model scale."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from arcscan.config import load_settings
+from arcscan.core.geometry import (
+    ImagerProfile, SkyConfig, SkyFinder, estimate_disc, rescale, sky_fraction, sky_from_elevation, to_shape,
+)
+from arcscan.core.preprocess import PreprocessConfig, model_view
+from arcscan.errors import InputError
+from arcscan.io.calibration import read_elevation
+from arcscan.io.frames import Frame, read_frames
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def lit_disc(shape, center, radius, sky=6000.0, dark=3300.0, seed=0) -> np.ndarray:
+    """A fisheye frame: a lit disc (brighter towards the horizon, with noise) on dark corners."""
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    distance = np.hypot(cols - center[0], rows - center[1])
+    image = np.where(distance <= radius, sky * (1 + 0.5 * (distance / radius) ** 4), dark)
+    return (image + np.random.default_rng(seed).normal(0, 30, shape)).clip(0, 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize(("shape", "center", "radius"), [
+    ((256, 256), (131.0, 127.0), 124.0),  # THEMIS-like, off centre
+    ((512, 512), (246.0, 250.0), 240.0),  # DASC-like
+    ((480, 553), (270.0, 245.0), 285.0),  # TREx-like: the disc cut by the frame's edges
+])
+def test_the_disc_estimate_finds_centre_and_horizon(shape, center, radius):
+    (cx, cy), found = estimate_disc(lit_disc(shape, center, radius))
+    assert abs(cx - center[0]) < 0.02 * radius and abs(cy - center[1]) < 0.02 * radius
+    assert found == pytest.approx(radius, rel=0.03)
+
+
+def test_an_obstruction_on_the_horizon_does_not_shrink_the_disc():
+    image = lit_disc((256, 256), (128.0, 128.0), 120.0)
+    image[:60, 150:] = 3300  # a building blocks a corner of the sky
+    (cx, cy), radius = estimate_disc(image)
+    assert radius == pytest.approx(120.0, rel=0.03) and abs(cx - 128) < 3 and abs(cy - 128) < 3
+
+
+def test_no_dark_surround_means_no_estimate_and_the_inscribed_disc():
+    assert estimate_disc(np.full((100, 120), 5000, np.uint16)) is None
+    sky = SkyFinder(SkyConfig())(np.full((100, 120), 5000, np.uint16))
+    assert sky.source == "inscribed" and sky.center == (59.5, 49.5) and sky.radius == pytest.approx(50 * sky_fraction(10))
+
+
+def test_profiles_match_on_site_and_imager_first_match_wins(tmp_path):
+    finder = SkyFinder(SkyConfig(imagers=(
+        ImagerProfile("one", site="gill", imager="themis*", center=(10, 10), horizon_radius=9),
+        ImagerProfile("any", center=(20, 20), horizon_radius=18),
+    )))
+    image = np.zeros((40, 40), np.uint16)
+    assert finder(image, "GILL", "themis19").source == "profile one"
+    assert finder(image, "gill", "rgb").source == "profile any"
+    with pytest.raises(InputError, match="give either elevation or center and horizon_radius"):
+        ImagerProfile("bad", center=(1, 1))
+
+
+def test_an_elevation_map_gives_the_sky_above_the_minimum_and_its_zenith():
+    rows, cols = np.mgrid[:101, :101]
+    elevation = (90 - np.hypot(rows - 40, cols - 60)).astype(np.float32)
+    elevation[0, 0] = np.nan
+    sky = sky_from_elevation(elevation, 60.0, "test")
+    assert sky.center == (60.0, 40.0) and sky.radius == pytest.approx(30, rel=0.02)
+    assert sky.mask[40, 60] and not sky.mask[40, 95] and not sky.mask[0, 0]
+
+
+def test_resampling_to_the_model_scale_is_undone_for_the_answer():
+    image = np.random.default_rng(1).random((200, 300)).astype(np.float32)
+    small = rescale(image, 0.5)
+    assert small.shape == (100, 150) and rescale(image, 1.0) is image
+    assert to_shape(small, (200, 300)).shape == (200, 300)
+    assert abs(float(to_shape(small, (200, 300)).mean()) - float(image.mean())) < 0.01
+
+
+def test_the_same_sky_at_twice_the_resolution_looks_the_same_to_the_model():
+    """A frame and its 2x upsampled copy (a 512 px imager) give the same model input."""
+    image = lit_disc((256, 256), (128.0, 128.0), 126.0).astype(np.float32)
+    rows, cols = np.mgrid[:256, :256]
+    image += 3000 * np.exp(-(((rows - 100) / 6.0) ** 2))  # an east-west arc
+    big = np.kron(image, np.ones((2, 2), np.float32))
+    finder = SkyFinder(SkyConfig())
+    views = [model_view(Frame(a.astype(np.uint16)), finder(a.astype(np.uint16)), PreprocessConfig()) for a in (image, big)]
+    assert views[0].scale == pytest.approx(1.0, abs=0.03) and views[1].scale == pytest.approx(0.5, abs=0.02)
+    a, b = views[0].model01, views[1].model01
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    both = views[0].model_sky[:h, :w] & views[1].model_sky[:h, :w]
+    assert np.median(np.abs(a[:h, :w] - b[:h, :w])[both]) < 0.03
+
+
+# ----------------------------------------------------------------------------- real imagers
+
+
+def shared(relative: str) -> Path:
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"{path} not present (real samples live in ../shared/data)")
+    return path
+
+
+def test_real_skymap_and_disc_estimate_agree_on_gakona():
+    elevation = read_elevation(shared("themis_gako_20110106/themis_skymap_gako_20110305-+_vXX.sav"))
+    from_skymap = sky_from_elevation(elevation, 10.0, "skymap")
+    frame = read_frames(shared("themis_gako_20110106/thg_l1_asf_gako_2011010617_v01.cdf"))[0]
+    (cx, cy), horizon = estimate_disc(frame.image)
+    assert from_skymap.radius == pytest.approx(horizon * sky_fraction(10), rel=0.05)
+    assert abs(cx - from_skymap.center[0]) < 8 and abs(cy - from_skymap.center[1]) < 8
+
+
+def test_real_dasc_elevation_calibration_and_disc_estimate_agree():
+    elevation = read_elevation(shared("dasc_pkr_20151007/cal/PKR_DASC_0558_20150213_El.FIT"))
+    from_calibration = sky_from_elevation(elevation, 10.0, "El")
+    frame = read_frames(shared("dasc_pkr_20151007/PKR_DASC_0558_20151007_082351.743.FITS"))[0]
+    (cx, cy), horizon = estimate_disc(frame.image)
+    assert from_calibration.radius == pytest.approx(horizon * sky_fraction(10), rel=0.06)
+    assert abs(cx - from_calibration.center[0]) < 15 and abs(cy - from_calibration.center[1]) < 15
+
+
+def test_the_shipped_profiles_place_the_real_frames_on_their_calibrations():
+    settings = load_settings(ROOT / "params.yaml")
+    cal = ROOT / "data" / "real" / "cal"
+    if not cal.is_dir():
+        pytest.skip(f"{cal} not present (make data)")
+    finder = settings.sky_finder()
+    dasc = read_frames(ROOT / "data" / "real" / "valid" / "PKR_DASC_0558_20151007_082351.743.FITS")[0]
+    assert finder(dasc.image, dasc.site, dasc.imager).source == "profile dasc-pkr"
+    gako = read_frames(ROOT / "data" / "real" / "valid" / "thg_l1_asf_gako_2011010617_v01.cdf")[0]
+    assert finder(gako.image, gako.site, gako.imager).source == "profile themis-gako"
+
+
+def test_an_unreadable_elevation_map_is_an_input_error(tmp_path):
+    bad = tmp_path / "bad.sav"
+    bad.write_bytes(b"not idl")
+    with pytest.raises(InputError, match="bad.sav"):
+        read_elevation(bad)
+    with pytest.raises(InputError, match="not found"):
+        read_elevation(tmp_path / "missing.fits")
