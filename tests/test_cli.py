@@ -28,6 +28,9 @@ def workspace(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["scan"]["stride"] = 32  # speed: the maths of the scan are tested elsewhere
+    for profile in params["sky"]["imagers"]:  # the calibration files stay in the repository's data
+        if "elevation" in profile:
+            profile["elevation"] = str(ROOT / profile["elevation"])
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     save_checkpoint(folder / "model.pt", build_model(ModelConfig()), ModelConfig())
     write_minute(folder / "frames", seed=26, start=datetime(2026, 1, 1, 6, tzinfo=timezone.utc), n_frames=2)
@@ -46,6 +49,24 @@ def test_segment_writes_overlay_mask_and_summary(workspace):
         mask = np.asarray(Image.open(workspace / "out" / f"{stem}_{index:02d}_mask.png"))
         assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
         assert np.asarray(Image.open(workspace / "out" / f"{stem}_{index:02d}_overlay.png")).shape == (256, 256, 3)
+
+
+SHARED = ROOT.parent / "shared" / "data"
+REAL_FILES = sorted(p for p in SHARED.rglob("*") if p.suffix.lower() in {".fits", ".cdf", ".png", ".gz", ".pgm"}) if SHARED.is_dir() else []
+
+
+@pytest.mark.skipif(not REAL_FILES or not (ROOT / "data" / "real" / "cal").is_dir(), reason="needs ../shared/data and data/real (make data)")
+def test_segment_takes_every_real_file_of_every_imager(workspace):
+    result = _arcscan("segment", *map(str, REAL_FILES), "--checkpoint", "model.pt", "-o", "real", cwd=workspace)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(p.read_text()) for p in sorted((workspace / "real").glob("*.json"))]
+    assert {r["file"] for r in records} == {p.name for p in REAL_FILES}
+    skies = {r["file"]: r["sky"] for r in records}
+    assert skies["PKR_DASC_0558_20151007_082351.743.FITS"] == "profile dasc-pkr"
+    assert skies["thg_l1_asf_gako_2011010617_v01.cdf"] == "profile themis-gako"
+    assert skies["00053.png"] == "estimated"
+    mask = np.asarray(Image.open(workspace / "real" / "PKR_DASC_0558_20151007_082351_00_mask.png"))
+    assert mask.shape == (512, 512)
 
 
 @pytest.mark.parametrize(("content", "message"), [

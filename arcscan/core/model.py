@@ -65,7 +65,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, model_args: ModelConfig,
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the model from a checkpoint without executing pickled code; eval mode. Older
-    checkpoints stored the model arguments under ``config`` and a fixed disc (``fov_radius``)."""
+    checkpoints stored the model arguments under ``config``, a fixed disc (``fov_radius``) and
+    no flattening (``min_range``)."""
     record = torch.load(Path(path), map_location=device, weights_only=True)
     model_args = ModelConfig(**record.get("model_args", record.get("config", {})))
     model = build_model(model_args)
@@ -74,6 +75,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     if "fov_radius" in stored:  # older checkpoints: a fixed 256 x 256 THEMIS disc of that radius
         stored["sky_radius"] = stored.pop("fov_radius")
         stored.pop("frame_shape", None), stored.pop("fov_center", None)
+    if "min_range" in stored:  # older checkpoints: unflattened, a stretch floor in counts (now in noise sigmas)
+        stored.pop("min_range")
+        stored["flatten_sigma"] = 0.0
     preprocess = PreprocessConfig(**stored) if stored else None
     return Checkpoint(model.to(device).eval(), model_args, preprocess)
 
