@@ -104,22 +104,17 @@ def shared(relative: str) -> Path:
     return path
 
 
-def test_real_skymap_and_disc_estimate_agree_on_gakona():
-    elevation = read_elevation(shared("themis_gako_20110106/themis_skymap_gako_20110305-+_vXX.sav"))
-    from_skymap = sky_from_elevation(elevation, 10.0, "skymap")
-    frame = read_frames(shared("themis_gako_20110106/thg_l1_asf_gako_2011010617_v01.cdf"))[0]
-    (cx, cy), horizon = estimate_disc(frame.image)
-    assert from_skymap.radius == pytest.approx(horizon * sky_fraction(10), rel=0.05)
-    assert abs(cx - from_skymap.center[0]) < 8 and abs(cy - from_skymap.center[1]) < 8
-
-
-def test_real_dasc_elevation_calibration_and_disc_estimate_agree():
-    elevation = read_elevation(shared("dasc_pkr_20151007/cal/PKR_DASC_0558_20150213_El.FIT"))
-    from_calibration = sky_from_elevation(elevation, 10.0, "El")
-    frame = read_frames(shared("dasc_pkr_20151007/PKR_DASC_0558_20151007_082351.743.FITS"))[0]
-    (cx, cy), horizon = estimate_disc(frame.image)
-    assert from_calibration.radius == pytest.approx(horizon * sky_fraction(10), rel=0.06)
-    assert abs(cx - from_calibration.center[0]) < 15 and abs(cy - from_calibration.center[1]) < 15
+@pytest.mark.parametrize(("calibration", "frame_file", "radius_tolerance", "centre_px"), [
+    ("themis_gako_20110106/themis_skymap_gako_20110305-+_vXX.sav", "themis_gako_20110106/thg_l1_asf_gako_2011010617_v01.cdf", 0.05, 8),
+    ("dasc_pkr_20151007/cal/PKR_DASC_0558_20150213_El.FIT", "dasc_pkr_20151007/PKR_DASC_0558_20151007_082351.743.FITS", 0.06, 15),
+])
+def test_real_calibrations_and_the_disc_estimate_agree(calibration, frame_file, radius_tolerance, centre_px):
+    """The sky above 10 degrees from a THEMIS skymap (GAKO) or an elevation FITS (DASC) against
+    the estimate from a frame of the same imager."""
+    from_calibration = sky_from_elevation(read_elevation(shared(calibration)), 10.0, "calibration")
+    (cx, cy), horizon = estimate_disc(read_frames(shared(frame_file))[0].image)
+    assert from_calibration.radius == pytest.approx(horizon * sky_fraction(10), rel=radius_tolerance)
+    assert abs(cx - from_calibration.center[0]) < centre_px and abs(cy - from_calibration.center[1]) < centre_px
 
 
 def test_the_shipped_profiles_place_the_real_frames_on_their_calibrations():
