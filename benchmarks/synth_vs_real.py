@@ -620,8 +620,8 @@ def findings(summary: dict, generated: dict) -> str:
     lines.append(
         "7. **Outside the generator.** DASC counts are low (sky "
         f"{v('dasc-pkr', 'level_counts', 0, 'p10')}-{v('dasc-pkr', 'level_counts', 0, 'p90')} counts above "
-        "the dark), so `preprocess.min_range=300` squeezes its 427.8 and 630.0 nm frames into "
-        f"[0, {v('dasc-pkr', 'q95', 2, 'p10')}] (q95) and the approximate finder sees no arcs there. The "
+        "the dark); with a stretch floor in counts (the former `preprocess.min_range: 300`) its 427.8 and 630.0 nm "
+        f"frames were squeezed (q95 {v('dasc-pkr', 'q95', 2, 'p10')} now, with the floor in noise sigmas, `min_snr`). The "
         "fractions of the sky at exactly 0 and 1 only echo the 1st/99.5th percentile stretch (and, for "
         "resampled imagers, the bilinear resampling)."
     )

@@ -13,7 +13,7 @@ from arcscan.core.patches import (
 )
 from arcscan.config import load_settings
 from arcscan.core.geometry import disc_mask
-from arcscan.core.preprocess import PreprocessConfig, normalize
+from arcscan.core.preprocess import PreprocessConfig, model_view
 from arcscan.core.synth import read_masks, write_minute
 
 CONFIG = PreprocessConfig()
@@ -48,7 +48,9 @@ def test_csv_to_labelled_set_with_provenance(minute, tmp_path):
     positive = patches.subset(patches.labels == POSITIVE)
     assert (positive.files[0], positive.frames[0], positive.xs[0], positive.ys[0]) == (frames_path.name, 1, 100, 120)
     frame = read_frames(frames_path)[1]
-    expected = extract_patches(normalize(frame.image, CONFIG, frame.ccd_background, STARTER_SKY), [100], [120], 32)[0]
+    view = model_view(frame, FIND_SKY(frame.image, frame.site, frame.imager), CONFIG)
+    assert view.scale == 1.0 and np.array_equal(view.sky.mask, STARTER_SKY)
+    expected = extract_patches(view.model01, [100], [120], 32)[0]
     assert np.array_equal(positive.images[0], expected)
     path = patches.save(tmp_path / "set.npz")
     again = PatchSet.load(path)
