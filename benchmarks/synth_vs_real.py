@@ -49,7 +49,7 @@ from skimage.morphology import disk, skeletonize
 
 from arcscan.config import load_settings
 from arcscan.core.geometry import SkyFinder, to_shape
-from arcscan.core.preprocess import ModelView, PreprocessConfig, dark_level, model_view
+from arcscan.core.preprocess import ModelView, PreprocessConfig, dark_level, model_view, normalize
 from arcscan.core.synth import SceneConfig, generate_minute, mask_path, read_masks
 from arcscan.errors import InputError
 from arcscan.io.frames import Frame, read_frames
@@ -353,13 +353,14 @@ def model_centre(view: ModelView) -> tuple[float, float]:
 def counts_scale(frame: Frame, view: ModelView) -> tuple[float, float]:
     """(counts per [0, 1] unit, sky median above the dark in counts), from a straight-line
     fit of the normalised image against the raw counts over the unclipped sky."""
-    image01, counts = view.image01[view.sky.mask], frame.image[view.sky.mask].astype(float)
+    unflattened = normalize(frame.image, PreprocessConfig(flatten_sigma=0.0), frame.ccd_background, view.sky.mask)  # linear in counts
+    image01, counts = unflattened[view.sky.mask], frame.image[view.sky.mask].astype(float)
     free = (image01 > 0) & (image01 < 1)
     if free.sum() < 10 or np.ptp(counts[free]) == 0:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
     slope = np.polyfit(counts[free], image01[free], 1)[0]
     dark = dark_level(frame.image, view.sky.mask, frame.ccd_background)
-    return float(1.0 / slope), float(np.median(counts) - dark)
+    return float(1.0 / slope), float(np.median(counts) - dark), float(noise_sigma(unflattened.astype(np.float64), view.sky.mask) / slope)
 
 
 def frame_stats(frame: Frame, view: ModelView, truth: np.ndarray | None, arcs: bool) -> dict[str, object]:
@@ -369,12 +370,12 @@ def frame_stats(frame: Frame, view: ModelView, truth: np.ndarray | None, arcs: b
     centre, radius = model_centre(view), view.sky.radius * view.scale
     stats: dict[str, object] = intensity_stats(image, sky)
     sigma = noise_sigma(image, sky)
-    per_unit, level = counts_scale(frame, view)
+    per_unit, level, noise_counts = counts_scale(frame, view)
     stats["noise"] = sigma
     stats["noise_rel_median"] = sigma / max(stats["q50"], 1e-6)
     stats["level_counts"] = level
-    stats["noise_counts"] = sigma * per_unit
-    stats["noise_rel_level"] = sigma * per_unit / level if level > 0 else float("nan")
+    stats["noise_counts"] = noise_counts
+    stats["noise_rel_level"] = noise_counts / level if level > 0 else float("nan")
     stats["noise2_per_level"] = (sigma * per_unit) ** 2 / level if level > 0 else float("nan")
     stats["stars_per_1e4"] = find_stars(image, sky).per_1e4
     profile = radial_profile(image, sky, centre, radius)
@@ -447,7 +448,7 @@ ROWS = (
     ("noise", "noise sigma ([0,1])", 4),
     ("noise_rel_median", "noise / sky median", 3),
     ("level_counts", "sky median above dark (counts; model scale)", 0),
-    ("noise_counts", "noise sigma (counts; model scale)", 1),
+    ("noise_counts", "noise sigma (counts; the frame's own pixels, unflattened)", 1),
     ("noise_rel_level", "noise / sky median above dark", 4),
     ("noise2_per_level", "noise^2 / level (counts; ~ gain for raw counts)", 2),
     ("stars_per_1e4", "stars per 10^4 sky px", 2),

@@ -162,8 +162,9 @@ def synthetic_rows(tmp_path_factory) -> list[tuple[dict, float]]:
 def test_statistics_of_written_synthetic_minutes(synthetic_rows):
     config = SceneConfig()
     for stats, gain in synthetic_rows:
-        # the stretch: 1st and 99.5th percentile of the sky (THEMIS frames are not resampled)
-        assert stats["at_0"] == pytest.approx(0.01, abs=0.002) and stats["at_1"] == pytest.approx(0.005, abs=0.002)
+        # the stretch: 1st and 99.5th percentile of the sky (THEMIS frames are not resampled); the
+        # noise floor of the stretch (min_snr) can only leave fewer pixels at 1
+        assert stats["at_0"] == pytest.approx(0.01, abs=0.002) and stats["at_1"] <= 0.007
         assert 0 <= stats["q05"] <= stats["q25"] <= stats["q50"] <= stats["q75"] <= stats["q95"] <= 1
         # noise: shot noise of the generator's gain plus its read noise at the sky's median level
         # (a little more: the level varies over the sky and the MAD pools it)
