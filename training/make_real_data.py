@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from astropy.io import fits
 from scipy import ndimage as ndi
 from skimage.draw import polygon2mask
 
@@ -99,30 +100,9 @@ def copy_files(source: Path, dest: Path) -> list[Path]:
 
 
 def read_fits_array(path: Path) -> np.ndarray:
-    """The primary array of a simple FITS file as float64 (the DASC El/Az maps: BITPIX -32);
-    a minimal reader, since the frame readers round to 16-bit counts."""
-    data = path.read_bytes()
-    cards, offset = {}, 0
-    while True:
-        block = data[offset : offset + 2880]
-        if len(block) < 2880:
-            raise ValueError(f"{path.name}: truncated FITS header")
-        offset += 2880
-        for i in range(0, 2880, 80):
-            card = block[i : i + 80].decode("ascii", "replace")
-            key = card[:8].strip()
-            if key == "END":
-                break
-            if card[8:10] == "= ":
-                cards[key] = card[10:].split("/")[0].strip()
-        else:
-            continue
-        break
-    dtypes = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
-    bitpix, naxis = int(cards["BITPIX"]), int(cards["NAXIS"])
-    shape = tuple(int(cards[f"NAXIS{n}"]) for n in range(naxis, 0, -1))
-    array = np.frombuffer(data, dtypes[bitpix], int(np.prod(shape)), offset).reshape(shape).astype(np.float64)
-    return array * float(cards.get("BSCALE", 1)) + float(cards.get("BZERO", 0))
+    """The primary array of a FITS file as float64 (the DASC El/Az maps, degrees; astropy
+    applies BSCALE/BZERO), since the frame readers round to 16-bit counts."""
+    return np.asarray(fits.getdata(path), dtype=np.float64)
 
 
 def sky_mask(spec: dict, stack: np.ndarray, cal_dir: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
