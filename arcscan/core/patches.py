@@ -7,7 +7,8 @@ in :mod:`arcscan.core.segment` uses the same convention, so a pixel's score at t
 score of exactly such a patch. Centres are given and recorded in the frame's own pixels.
 
 Labels come from a CSV of patch centres (``file,frame,x,y,label`` with label ``arc``/``other``
-or ``1``/``0``) that a person writes while looking at frames; for synthetic frames
+or ``1``/``0``; further columns, such as the labelling page's ``who,when``, are ignored) that a
+person writes while looking at frames (or places on the page, :mod:`arcscan.label`); for synthetic frames
 :func:`pick_labels_from_truth` imitates such a person using the ground-truth masks.
 """
 
@@ -129,16 +130,23 @@ def read_label_csv(path: str | Path) -> list[dict]:
         missing = set(CSV_FIELDS) - set(reader.fieldnames or ())
         if missing:
             raise InputError(f"{path.name}: missing columns {sorted(missing)}; expected {','.join(CSV_FIELDS)}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            label = _LABEL_WORDS.get(row["label"].strip().lower())
-            if label is None:
-                raise InputError(f"{path.name} line {line}: label {row['label']!r}, expected arc/other or 1/0")
-            try:
-                rows.append({"file": row["file"].strip(), "frame": int(row["frame"]), "x": int(row["x"]), "y": int(row["y"]), "label": label})
-            except ValueError as err:
-                raise InputError(f"{path.name} line {line}: {err}") from err
+        rows = [label_row(row, f"{path.name} line {line}") for line, row in enumerate(reader, start=2)]
     return rows
+
+
+def label_row(row: dict, where: str) -> dict:
+    """One CSV row (a ``csv.DictReader`` dict; other columns, such as who/when, are ignored)
+    as ``file, frame, x, y, label`` with numbers and the label as 1/0; InputError naming
+    ``where`` otherwise."""
+    if any(row.get(name) is None for name in CSV_FIELDS):
+        raise InputError(f"{where}: {len([v for v in row.values() if v is not None])} fields, expected at least {len(CSV_FIELDS)}")
+    label = _LABEL_WORDS.get(row["label"].strip().lower())
+    if label is None:
+        raise InputError(f"{where}: label {row['label']!r}, expected arc/other or 1/0")
+    try:
+        return {"file": row["file"].strip(), "frame": int(row["frame"]), "x": int(row["x"]), "y": int(row["y"]), "label": label}
+    except ValueError as err:
+        raise InputError(f"{where}: {err}") from err
 
 
 def write_label_csv(path: str | Path, rows: list[dict]) -> Path:
