@@ -6,8 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 5000
+FRAMES ?= data/real/train
+LABELS ?= data/real/labels.csv
+CHECKPOINT ?= models/model.pt
+LABEL_PORT ?= 0
 
-.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench bench-speed bench-quality loadtest mlflow-server starter-data lock clean
+.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench bench-speed bench-quality loadtest mlflow-server starter-data lock clean label browser
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,6 +28,10 @@ venv: $(STAMP)  ## create .venv and install pinned dependencies
 
 tools:  ## offline deployment-check tools: .tools/ (checkov, kubectl with kustomize) and promtool (Debian's prometheus)
 	bash k8s/install-tools.sh
+
+browser:  ## headless Chromium (Debian's) for the labelling page's browser tests; they skip with the reason if it cannot be installed
+	@command -v chromium >/dev/null || { echo "installing chromium (browser tests)"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium || echo "chromium could not be installed: the browser tests will skip"; }
 
 data: $(STAMP)  ## fetch the starter dataset (data/) from the DVC remote in dvc-storage/
 	$(BIN)/dvc pull --quiet data.dvc
@@ -49,10 +57,10 @@ stop:  ## stop TorchServe and wait for its JVM and workers to exit
 demo: train promote mar  ## the main job: train, register, promote, serve the champion, stream sample frames, stop
 	$(BIN)/python serving/demo.py --output demo-output
 
-test: data tools  ## the whole test suite (slow tests included; pulls data/ first: real frames, calibrations)
+test: data tools browser  ## the whole test suite (slow tests included; pulls data/ first: real frames, calibrations)
 	$(BIN)/python -m pytest -q
 
-test-fast: data tools  ## the test suite without the slow server/pipeline tests
+test-fast: data tools browser  ## the test suite without the slow server/pipeline tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-k8s: $(STAMP) tools  ## only the offline deployment checks (images, manifests, Prometheus)
@@ -68,6 +76,10 @@ bench-quality: train  ## PN vs nnPU vs PNU vs supervised vs no learning, with/wi
 
 loadtest: train promote mar  ## 20 imagers at real cadence, 2x and 4x through the stream client and TorchServe, exactly once (~3 min) -> reports/loadtest.json
 	$(BIN)/python benchmarks/loadtest.py
+
+label: $(STAMP)  ## the labelling page over FRAMES (default data/real/train) saving to LABELS (data/real/labels.csv); suggestions from CHECKPOINT (models/model.pt, if there) or ALIAS=champion; TOKEN=1 for a token
+	$(BIN)/arcscan label $(FRAMES) --labels $(LABELS) --port $(LABEL_PORT) $(if $(TOKEN),--token) \
+	  $(if $(ALIAS),--alias $(ALIAS),$(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)))
 
 mlflow-server: $(STAMP)  ## a real MLflow tracking server on 127.0.0.1:$(PORT) (BACKEND=postgresql+psycopg2://... to use PostgreSQL; AUTH=1 for basic auth)
 	$(BIN)/arcscan mlflow-server --port $(PORT) $(if $(BACKEND),--backend-store-uri '$(BACKEND)') $(if $(AUTH),--auth)

@@ -71,6 +71,28 @@ def cmd_patches(args: argparse.Namespace) -> None:
     print(f"{args.output}: {int((patches.labels == 1).sum())} arc and {int((patches.labels == 0).sum())} other patches")
 
 
+def cmd_label(args: argparse.Namespace) -> None:
+    import secrets
+
+    from arcscan.config import load_settings
+    from arcscan.label.app import bind, create_app, serve
+    from arcscan.label.folder import FrameFolder
+    from arcscan.label.store import LabelStore
+    from arcscan.label.suggest import ModelHelp
+
+    settings = load_settings(args.params)
+    folder = FrameFolder(args.frames_dir, settings.sky_finder(), settings.preprocess, settings.patches.size)
+    store = LabelStore(args.labels)
+    model = None
+    if args.alias or args.checkpoint:
+        model = ModelHelp(_segmenter(args), f"@{args.alias}" if args.alias else Path(args.checkpoint).name)
+    token = secrets.token_urlsafe(24) if args.token == "generate" else args.token
+    hosts = ["*"] if args.host in ("0.0.0.0", "::") else ["127.0.0.1", "localhost", args.host]
+    target = {"arc": settings.patches.n_positive, "other": settings.patches.n_negative}
+    app = create_app(folder, store, target, model, token, hosts)
+    serve(app, bind(args.host, args.port), token)
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     from arcscan.core.synth import write_minute
 
@@ -134,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     patches.add_argument("--frames", required=True, help="folder holding the files named in the CSV")
     patches.add_argument("-o", "--output", required=True, help="output .npz")
     patches.set_defaults(run=cmd_patches)
+
+    label = commands.add_parser("label", help="the labelling page: place arc/other patches on frames in the browser, saved to a labels CSV")
+    label.add_argument("frames_dir", help="folder of frames (any format arcscan reads); CSV file names are relative to it")
+    label.add_argument("--labels", required=True, help="labels CSV (file,frame,x,y,label,who,when), created if missing")
+    label.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    label.add_argument("--port", type=int, default=0, help="port (default: a free one; the address is printed)")
+    label.add_argument("--token", nargs="?", const="generate", help="require this token (none given: a random one, printed in the address)")
+    helper = label.add_mutually_exclusive_group()
+    helper.add_argument("--checkpoint", help="model checkpoint whose probabilities and suggestions help")
+    helper.add_argument("--alias", help="the registered model version with this alias (e.g. champion)")
+    label.set_defaults(run=cmd_label)
 
     synth = commands.add_parser("synth", help="write synthetic stream0 minutes with ground-truth masks")
     synth.add_argument("output")

@@ -262,3 +262,29 @@ def random_model_archive(folder: Path, version: str) -> Path:
     )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     return store / "arcscan.mar"
+
+
+@contextmanager
+def asgi_server(app) -> Iterator[str]:
+    """An ASGI app (FastAPI, Starlette) served by a real uvicorn on 127.0.0.1 and a free port,
+    in a thread of this process; yields ``http://127.0.0.1:PORT`` once it accepts requests and
+    stops it on exit."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.create_server((HOST, 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        yield f"http://{HOST}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
