@@ -11,7 +11,7 @@ LABELS ?= data/real/labels.csv
 CHECKPOINT ?= models/model.pt
 LABEL_PORT ?= 0
 
-.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench bench-speed bench-quality loadtest mlflow-server starter-data lock clean label browser
+.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench bench-speed bench-quality loadtest mlflow-server starter-data lock clean label browser podman images test-images
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,15 @@ test-fast: data tools browser  ## the test suite without the slow server/pipelin
 
 test-k8s: $(STAMP) tools  ## only the offline deployment checks (images, manifests, Prometheus)
 	$(BIN)/python -m pytest -q tests/test_k8s.py
+
+podman:  ## podman, buildah, runc, catatonit, debootstrap from Debian and their settings (containers/install-podman.sh)
+	bash containers/install-podman.sh
+
+images: podman  ## build every image with podman, one at a time, from a local Debian base (containers/images.sh; about 25 min cold)
+	bash containers/images.sh
+
+test-images: data tools images  ## build the images, then run them: serving pod, training against MLflow, podman kube play (tests/test_images.py)
+	ARCSCAN_TEST_IMAGES=1 $(BIN)/python -m pytest -q tests/test_images.py
 
 bench: bench-speed bench-quality  ## both benchmarks
 

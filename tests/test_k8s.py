@@ -31,7 +31,7 @@ NAMESPACES = {"dev": "arcscan-dev", "prod": "arcscan"}
 # Secrets that prod expects to exist already (kubectl create secret, README), never committed.
 EXTERNAL_SECRETS = {"dev": set(), "prod": {"arcscan-postgres", "arcscan-stream-token", "arcscan-mlflow-auth",
                                            "arcscan-mlflow-trainer", "arcscan-mlflow-reader"}}
-DOCKERFILES = ("serving/Dockerfile", "training/Dockerfile", "mlflow/Dockerfile")
+DOCKERFILES = ("containers/Dockerfile",)  # one file, one target stage per image
 DOCKERIGNORE_REQUIRED = (".venv", ".git", "mlflow/store", "data", ".dvc/cache", "runs", "serving/run",
                          "serving/model-store", "reports/overlays", "patches", "models", ".tools")
 
@@ -243,6 +243,14 @@ def test_config_properties_keep_the_safe_settings(rendered):
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_dockerfiles_are_pinned_non_root_and_healthchecked(dockerfile):
     assert checks.dockerfile_problems(ROOT / dockerfile) == []
+
+
+def test_every_arcscan_image_of_the_manifests_is_a_dockerfile_target(rendered):
+    targets = set(checks.dockerfile_targets(ROOT / "containers" / "Dockerfile"))
+    used = {c["image"].split(":")[0].removeprefix("arcscan/") for objects in rendered.values() for obj in objects
+            if (template := checks.pod_template(obj)) for c in checks.containers(template["spec"])
+            if c["image"].startswith("arcscan/")}
+    assert used and used <= targets, used - targets
 
 
 def test_dockerignore_keeps_caches_and_outputs_out_of_the_context():
@@ -526,16 +534,18 @@ def test_configmap_drifting_from_the_repository_config_is_caught(rendered):
 @pytest.mark.parametrize(
     "edit, fragment",
     [
-        (lambda t: t.replace("FROM python:3.11.14-slim-bookworm AS runtime", "FROM python:latest AS runtime"), "not pinned"),
-        (lambda t: t.replace("FROM python:3.11.14-slim-bookworm AS runtime", "FROM python AS runtime"), "not pinned"),
-        (lambda t: t.replace("USER 10001:10001", "USER root"), "non-root USER"),
-        (lambda t: re.sub(r"HEALTHCHECK[^\n]*\\\n[^\n]*\n", "", t), "HEALTHCHECK"),
+        (lambda t: t.replace("ARG BASE=python:3.11.14-slim-bookworm", "ARG BASE=python:latest"), "not pinned"),
+        (lambda t: t.replace("ARG BASE=python:3.11.14-slim-bookworm", "ARG BASE=python"), "not pinned"),
+        (lambda t: t.replace("FROM arcscan-runtime AS training", "FROM python:slim AS training"), "not pinned"),
+        (lambda t: t.replace("USER 10001:10001", "USER root"), "serving does not switch to a non-root USER"),
+        (lambda t: t.replace("USER 10002:10002\n", ""), "mlflow does not switch to a non-root USER"),
+        (lambda t: re.sub(r"HEALTHCHECK[^\n]*\\\n[^\n]*\n", "", t, count=1), "no HEALTHCHECK in target stage serving"),
         (lambda t: t.replace("ARG GIT_COMMIT=unknown", "ARG GIT_COMMIT=unknown\nENV MLFLOW_TRACKING_PASSWORD=hunter2"), "credential"),
         (lambda t: t.replace("COPY params.yaml ./", "COPY params.yml ./"), "does not exist"),
     ],
 )
 def test_broken_dockerfile_is_caught(tmp_path, edit, fragment):
-    original = (ROOT / "serving" / "Dockerfile").read_text()
+    original = (ROOT / "containers" / "Dockerfile").read_text()
     edited = edit(original)
     assert edited != original
     path = tmp_path / "Dockerfile"

@@ -19,7 +19,7 @@ Modules:
 - ``streams``: the stream clients, and that the manifests' ``arcscan`` command lines parse
   with the real CLI parser (passed in: this package does not import arcscan).
 - ``mlflow_auth``: MLflow's basic-auth server and the clients' credentials.
-- ``dockerfiles``: the Dockerfiles and ``.dockerignore``.
+- ``dockerfiles``: ``containers/Dockerfile`` (every target stage) and ``.dockerignore``.
 - ``prometheus``: ``promtool check config`` (Debian fallback) and the PrometheusRule.
 - ``constants``: the repository root and the component labels several modules share.
 
@@ -31,7 +31,7 @@ PATH. Schemas: ``kubernetes-validate`` (Python API, strict) from the project's e
 from __future__ import annotations
 
 from .auth_proxy import AUTH_PROXY_CONTAINER, auth_proxy, auth_proxy_problems
-from .dockerfiles import dockerfile_problems, dockerignore_problems
+from .dockerfiles import dockerfile_problems, dockerfile_targets, dockerignore_problems
 from .mlflow_auth import (MLFLOW_AUTH_APP, MLFLOW_CREDENTIALS, mlflow_auth_problems, mlflow_client_problems,
                           mlflow_server_container)
 from .objects import container_ports, containers, find, ident, mutate, pod_template, secret_env
@@ -47,7 +47,7 @@ __all__ = [
     "AUTH_PROXY_CONTAINER", "MLFLOW_AUTH_APP", "MLFLOW_CREDENTIALS", "OPERATOR_KINDS", "ToolMissing",
     "arcscan_argv", "auth_proxy", "auth_proxy_problems", "checkov_problems", "checkov_report", "cli_problems",
     "compose", "config_properties_problems", "container_ports", "containers", "derived_config_problems",
-    "dockerfile_problems", "dockerignore_problems", "find", "ident", "image_problems", "label_problems",
+    "dockerfile_problems", "dockerfile_targets", "dockerignore_problems", "find", "ident", "image_problems", "label_problems",
     "load_objects", "mlflow_auth_problems", "mlflow_client_problems", "mlflow_server_container", "mutate",
     "operator_resource_problems", "parse_properties", "pod_template", "probe_problems", "prometheus_rule_problems",
     "promtool", "promtool_check_config", "reference_problems", "render", "schema_problems", "secret_env",
