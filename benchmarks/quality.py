@@ -65,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 
 from arcscan.config import Settings, load_settings  # noqa: E402
 from arcscan.io.frames import Frame, read_frames  # noqa: E402
+from arcscan.io.reference import references  # noqa: E402
 from arcscan.core.metrics import MaskAgreement, patch_metrics  # noqa: E402
 from arcscan.core.model import ModelConfig, load_checkpoint  # noqa: E402
 from arcscan.core.augment import AugmentConfig  # noqa: E402
@@ -182,15 +183,13 @@ def real_sky_frames(folder: Path, settings: Settings, limit: int | None = None) 
     model sees them (model scale; ignored pixels left out of the scored sky): arc frames and
     arc-free frames. Empty when the folder is absent."""
     find_sky, arcs, arc_free = settings.sky_finder(), [], []
-    for reference in sorted(folder.glob("*.ref.npz")) if folder.is_dir() else []:
-        name = reference.name.removesuffix(".ref.npz")
-        with np.load(reference) as stored:
-            instances, ignored = stored["arcs"], stored["ignore"]
-        for frame in read_frames(folder / name)[:limit]:
+    for reference in references(folder):
+        for frame in read_frames(reference.frames)[:limit]:
             view = view_of(frame, find_sky, settings.preprocess)
-            scored = view.model_sky & (rescale((~ignored[frame.index]).astype(np.float32), view.scale) > 0.5)
-            truth = rescale((instances[frame.index] > 0).astype(np.float32), view.scale) > 0.5
-            (arcs if truth.any() else arc_free).append(SkyFrame(f"{name}#{frame.index}", view.model01, scored, truth))
+            scored = view.model_sky & (rescale((~reference.ignore[frame.index]).astype(np.float32), view.scale) > 0.5)
+            truth = rescale((reference.arcs[frame.index] > 0).astype(np.float32), view.scale) > 0.5
+            name = f"{reference.frames.name}#{frame.index}"
+            (arcs if truth.any() else arc_free).append(SkyFrame(name, view.model01, scored, truth))
     return arcs, arc_free
 
 
@@ -332,12 +331,15 @@ def run(spec: RunSpec) -> dict:
     return record
 
 
+def segment_frame(model: torch.nn.Module, frame: SkyFrame, scan: ScanConfig, crf: CRFConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One scan of the frame: its arc probability map and the CRF mask of that map."""
+    probability = 1.0 / (1.0 + np.exp(-scan_logits(model, frame.image01, frame.fov, scan)))
+    return probability, dense_crf(probability, frame.image01, crf)
+
+
 def claimed(model: torch.nn.Module, frames: list[SkyFrame], scan: ScanConfig, crf: CRFConfig) -> float:
     """Mean share of the scored sky a model's CRF mask claims on arc-free frames."""
-    shares = []
-    for frame in frames:
-        probability = 1.0 / (1.0 + np.exp(-scan_logits(model, frame.image01, frame.fov, scan)))
-        shares.append(float(dense_crf(probability, frame.image01, crf)[frame.fov].mean()))
+    shares = [float(segment_frame(model, frame, scan, crf)[1][frame.fov].mean()) for frame in frames]
     return float(np.mean(shares)) if shares else float("nan")
 
 
@@ -345,9 +347,9 @@ def score_frames(model: torch.nn.Module, frames: list[SkyFrame], scan: ScanConfi
     """Scan each frame once; the scan mask (p > 0.5) and the CRF mask of the same map."""
     before, after = MaskScores(), MaskScores()
     for frame in frames:
-        probability = 1.0 / (1.0 + np.exp(-scan_logits(model, frame.image01, frame.fov, scan)))
+        probability, mask = segment_frame(model, frame, scan, crf)
         before.add(probability > 0.5, frame.truth, frame.fov)
-        after.add(dense_crf(probability, frame.image01, crf), frame.truth, frame.fov)
+        after.add(mask, frame.truth, frame.fov)
     return {"scan": before.result(), "crf": after.result()}
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from arcscan.io.frames import read_frames
+from arcscan.io.reference import REFERENCE_SUFFIX, read_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "data" / "real"
@@ -52,8 +53,8 @@ def masks(script) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     for rel in script.FILES["valid"]:
         name = Path(rel).name
-        with np.load(REAL / "valid" / f"{name}.ref.npz") as data:
-            out[name] = (data["arcs"], data["ignore"])
+        reference = read_reference(REAL / "valid" / f"{name}{REFERENCE_SUFFIX}")
+        out[name] = (reference.arcs, reference.ignore)
     return out
 
 

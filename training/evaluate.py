@@ -22,6 +22,7 @@ import numpy as np
 from arcscan import mlops
 from arcscan.config import load_settings
 from arcscan.io.frames import read_frames
+from arcscan.io.reference import REFERENCE_SUFFIX, references
 from arcscan.core.metrics import ArcDetection, MaskAgreement, patch_metrics
 from arcscan.core.model import load_checkpoint
 from arcscan.core.patches import PatchSet
@@ -33,22 +34,17 @@ from arcscan.core.synth import mask_path, read_masks
 from arcscan.core.train import predict_scores
 
 
-REFERENCE_SUFFIX = ".ref.npz"
-
-
 def real_metrics(segmenter: Segmenter, folder: Path, reports: Path) -> tuple[dict, list[dict], list[Path]]:
     """Metrics on the real validation frames against their reference masks; per-frame rows;
     overlays (reference outlines green) of the first frame of each file."""
     pixels, scan_pixels, arcs, arc_free = MaskAgreement(), MaskAgreement(), ArcDetection(), []
     rows, overlays = [], []
-    references = sorted(folder.glob(f"*{REFERENCE_SUFFIX}"))
-    if not references:
+    found = references(folder)
+    if not found:
         raise SystemExit(f"{folder}: no reference masks (*{REFERENCE_SUFFIX}); run `make data`")
-    for reference in progress(references, desc="real frames", unit="file"):
-        name = reference.name.removesuffix(REFERENCE_SUFFIX)
-        with np.load(reference) as stored:
-            instances, ignored = stored["arcs"], stored["ignore"]
-        for frame in read_frames(folder / name):
+    for reference in progress(found, desc="real frames", unit="file"):
+        name, instances, ignored = reference.frames.name, reference.arcs, reference.ignore
+        for frame in read_frames(reference.frames):
             result = segmenter(frame)
             truth, scored = instances[frame.index], result.sky & ~ignored[frame.index]
             row = {"file": name, "frame": frame.index, "sky": result.sky_source, "scale": round(result.scale, 4),

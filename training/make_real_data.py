@@ -33,6 +33,7 @@ from scipy import ndimage as ndi
 from skimage.draw import polygon2mask
 
 from arcscan import read_frames
+from arcscan.io.reference import write_arc_free_list, write_reference
 
 REFERENCE_YAML = Path(__file__).with_name("real_reference.yaml")
 
@@ -65,7 +66,6 @@ ARC_FREE = [
     "20140310_0600_gill_themis19_full.pgm.gz",
     "20140310_0603_gill_themis19_full.pgm.gz",
 ]
-ARC_FREE_LIST = "arc_free.txt"
 
 _EIGHT = np.ones((3, 3), bool)  # 8-connectivity for connected parts
 
@@ -278,7 +278,7 @@ def build_references(dest: Path, reference: dict) -> dict[str, list[int]]:
         raise ValueError(f"reference YAML files {sorted(reference['files'])} differ from the validation files {sorted(names)}")
     for name in sorted(names):
         arcs, ignore = reference_masks(dest / "valid" / name, reference["files"][name], reference["defaults"], dest / "cal")
-        np.savez_compressed(dest / "valid" / f"{name}.ref.npz", arcs=arcs, ignore=ignore)
+        write_reference(dest / "valid" / name, arcs, ignore)
         counts[name] = [int(a.max()) for a in arcs]
         print(f"{name}: reference arcs per frame {counts[name]}, arc pixels {(arcs > 0).mean():.2%}, ignored {ignore.mean():.2%}")
     return counts
@@ -471,7 +471,7 @@ def write_readme(dest: Path, reference: dict, arc_counts: dict[str, list[int]]) 
 
 def main(source: Path, dest: Path) -> None:
     copy_files(source, dest)
-    (dest / "train" / ARC_FREE_LIST).write_text("".join(f"{name}\n" for name in ARC_FREE))
+    write_arc_free_list(dest / "train", ARC_FREE)
     reference = load_reference()
     counts = build_references(dest, reference)
     write_readme(dest, reference, counts)

@@ -20,8 +20,7 @@ import numpy as np
 from arcscan.config import load_settings
 from arcscan.core.patches import NEGATIVE, POSITIVE, UNLABELED, PatchSet, labelled_set, unlabeled_set
 from arcscan.core.synth import mask_path, read_masks
-
-ARC_FREE_LIST = "arc_free.txt"  # in data/real/train: one file name per line, frames without arcs
+from arcscan.io.reference import ARC_FREE_LIST, arc_free_files
 
 
 def counts(patches: PatchSet) -> dict[str, int]:
@@ -48,7 +47,7 @@ def main(data: Path, out: Path) -> None:
     real_dir = data / "real" / "train"
     real = labelled_set(data / "real" / "labels.csv", real_dir, config, size, find_sky)
     real_paths = sorted(p for p in real_dir.iterdir() if p.is_file() and p.name != ARC_FREE_LIST)
-    arc_free_paths = [real_dir / name for name in (real_dir / ARC_FREE_LIST).read_text().split()]
+    arc_free_paths = arc_free_files(real_dir)
     arc_free = unlabeled_set(arc_free_paths, patches.n_negative_arc_free, rng, config, size, find_sky)
     arc_free.labels[:] = NEGATIVE
     unlabeled = unlabeled_set(synthetic_paths, patches.n_unlabeled, rng, config, size, find_sky, masks)
