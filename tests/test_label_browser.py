@@ -269,7 +269,7 @@ def test_suggestions_from_a_real_checkpoint_and_the_screenshot(page, server, wor
         wait_shown(tab, len(here) + 1)
         placed = (int(x), int(y))
     tab.keyboard.press("s")
-    tab.wait_for_selector("#status:has-text('uncertain patches')", timeout=120_000)
+    tab.wait_for_selector("#status:has-text('the model disagrees with')", timeout=120_000)
     suggestions = tab.eval_on_selector_all(
         "g.suggestion", "gs => gs.map(g => ({kind: g.dataset.kind, x: +g.dataset.x, y: +g.dataset.y, p: +g.dataset.probability}))")
     disagree = [s for s in suggestions if s["kind"] == "disagree"]
@@ -281,6 +281,10 @@ def test_suggestions_from_a_real_checkpoint_and_the_screenshot(page, server, wor
         assert abs(s["p"] - probability[s["y"], s["x"]]) <= 1 / 255 + 1e-6  # what the overlay shows
     margins = [abs(s["p"] - 0.5) for s in uncertain]
     assert margins == sorted(margins) and all(m < 0.45 for m in margins)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    target = SCREENSHOT if checkpoint == TRAINED else tmp_path / "label_page.png"
+    tab.screenshot(path=str(target))  # the README's picture: labels, overlay, suggestions
+    assert Image.open(target).size == (1400, 900)
     box = frame["box"]
     for i, a in enumerate(uncertain):
         assert all(max(abs(a["x"] - b["x"]), abs(a["y"] - b["y"])) >= box for b in uncertain[i + 1:])
@@ -291,11 +295,3 @@ def test_suggestions_from_a_real_checkpoint_and_the_screenshot(page, server, wor
         tab.wait_for_selector(f"g.label.arc[data-x='{first['x']}'][data-y='{first['y']}']")
         assert (OATH, 0, first["x"], first["y"], "arc") in on_disk(labels, OATH, 0)
     assert shown(tab) == on_disk(labels, OATH, 0)
-
-    tab.keyboard.press("s")
-    tab.wait_for_selector("g.suggestion")
-    tab.keyboard.press("Escape")
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    target = SCREENSHOT if checkpoint == TRAINED else tmp_path / "label_page.png"
-    tab.screenshot(path=str(target))
-    assert Image.open(target).size == (1400, 900)

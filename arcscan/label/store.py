@@ -25,7 +25,7 @@ import os
 import tempfile
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -63,7 +63,7 @@ class Label:
 
     def record(self) -> dict:
         """JSON-ready, the label spelled as in the CSV."""
-        return {**asdict(self), "label": LABEL_NAMES[self.label]}
+        return {"file": self.file, "frame": self.frame, "x": self.x, "y": self.y, "label": LABEL_NAMES[self.label], "who": self.who, "when": self.when}
 
 
 def parse_labels(text: str, name: str) -> list[Label]:
@@ -122,6 +122,7 @@ class LabelStore:
         if not self.path.parent.is_dir():
             raise LabelFileError(f"{self.path.parent}: no such folder for the labels file")
         self._lock = threading.Lock()
+        self._parsed: tuple[bytes, list[Label]] | None = None  # (file content, labels): an unchanged file is not parsed again
         with self._locked():
             self._read()  # refuse a corrupt or foreign file now, before anyone labels
             for stale in self.path.parent.glob(f"{self._temporary_prefix}*.tmp"):
@@ -182,6 +183,11 @@ class LabelStore:
         if size > MAX_FILE_BYTES:
             raise LabelFileError(f"{self.path.name}: {size} bytes, too large for a labels CSV (limit {MAX_FILE_BYTES}); refusing to rewrite it")
         data = self.path.read_bytes()
+        if self._parsed is None or self._parsed[0] != data:
+            self._parsed = (data, self._parse(data))
+        return list(self._parsed[1])
+
+    def _parse(self, data: bytes) -> list[Label]:
         if b"\0" in data:
             raise LabelFileError(f"{self.path.name}: holds NUL bytes, not a labels CSV; refusing to rewrite it")
         try:
@@ -196,10 +202,11 @@ class LabelStore:
             mode = self.path.stat().st_mode & 0o777
         except FileNotFoundError:
             mode = 0o644
+        data = format_labels(labels).encode("utf-8")
         handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=self._temporary_prefix, suffix=".tmp")
         try:
-            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-                out.write(format_labels(labels))
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(temporary, mode)
@@ -207,6 +214,7 @@ class LabelStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        self._parsed = (data, list(labels))
         folder = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(folder)

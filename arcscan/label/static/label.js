@@ -265,7 +265,8 @@ async function suggest() {
   const answer = await (await api("GET", "/api/suggest?" + query({ ...here(), n: 8 }))).json();
   S.suggestions = [...answer.disagree, ...answer.uncertain];
   drawBoxes(); listSuggestions();
-  status(`${answer.uncertain.length} uncertain patches, ${answer.disagree.length} labels the model disagrees with`);
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  status(`${plural(answer.uncertain.length, "uncertain patch")}, ${plural(answer.disagree.length, "label")} the model disagrees with`);
 }
 async function poll() {
   if (document.hidden || !S.state) return;
