@@ -74,15 +74,16 @@ def cmd_patches(args: argparse.Namespace) -> None:
 def cmd_label(args: argparse.Namespace) -> None:
     import secrets
 
+    from arcscan.label.store import LabelStore
+
+    store = LabelStore(args.labels)  # a corrupt or foreign CSV is refused before anything heavy loads
     from arcscan.config import load_settings
     from arcscan.label.app import bind, create_app, serve
     from arcscan.label.folder import FrameFolder
-    from arcscan.label.store import LabelStore
     from arcscan.label.suggest import ModelHelp
 
     settings = load_settings(args.params)
     folder = FrameFolder(args.frames_dir, settings.sky_finder(), settings.preprocess, settings.patches.size)
-    store = LabelStore(args.labels)
     model = None
     if args.alias or args.checkpoint:
         model = ModelHelp(_segmenter(args), f"@{args.alias}" if args.alias else Path(args.checkpoint).name)
