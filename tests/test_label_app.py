@@ -274,3 +274,16 @@ def test_the_command_refuses_a_corrupt_csv_with_one_line_and_exit_2(layout):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "not a labels CSV" in run.stderr and "Traceback" not in run.stderr
     assert labels.read_bytes() == b"name,age\nana,31\n"
+
+
+def test_a_csv_spoilt_on_disk_while_serving_gets_409_and_is_not_overwritten(layout):
+    labels = layout / "spoilt.csv"
+    labels.write_text(START_LABELS)
+    app = create_app(frame_folder(layout / "frames"), LabelStore(labels), TARGET)
+    with asgi_server(app) as url:
+        spoilt = START_LABELS + f"{OATH},0,1,2\n"  # someone's editor leaves a short row
+        labels.write_text(spoilt)
+        answer = requests.put(f"{url}/api/labels", json=LABEL, timeout=30)
+        assert answer.status_code == 409 and "spoilt.csv line 4" in answer.json()["error"]
+        assert requests.get(f"{url}/api/labels", timeout=30).status_code == 409
+        assert labels.read_text() == spoilt

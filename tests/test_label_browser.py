@@ -5,6 +5,7 @@ the page shows and goes through ``arcscan patches`` into a labelled set. Writes 
 screenshot (docs/label_page.png) when the trained model (models/model.pt) is there."""
 
 import csv
+import importlib.util
 import io
 import re
 import select
@@ -39,9 +40,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 def browser_missing() -> str | None:
     if not CHROMIUM.is_file():
         return f"Debian's chromium is not installed at {CHROMIUM} (make browser: apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         return "the playwright package is not installed (make venv installs it from the [test] extra)"
     return None
 
