@@ -16,6 +16,7 @@ from pathlib import Path
 
 from arcscan.ops.authproxy import add_auth_proxy_parser
 from arcscan.errors import ArcscanError
+from arcscan.geo.cli import add_keogram_parser, model_name
 from arcscan.ops.stream.cli import add_stream_parser
 
 
@@ -48,6 +49,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
     segmenter = _segmenter(args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    catalog = []  # one row per arc per frame (--catalog)
     bar = progress(args.files, desc="segment", unit="file", enabled=len(args.files) > 1)
     for name in bar:
         path = Path(name)
@@ -58,7 +60,15 @@ def cmd_segment(args: argparse.Namespace) -> None:
             save_png(result.mask, out / f"{stem}_mask.png")
             record = {"file": path.name, **frame_record(frame, result)}
             (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+            if args.catalog:
+                from arcscan.geo.catalog import catalog_rows
+
+                catalog += catalog_rows(record, model_name(args))
             bar.write(f"{stem}: arc fraction {result.arc_fraction:.3f}, {len(result.objects)} arcs, scan {result.scan_ms:.0f} ms, CRF {result.crf_ms:.0f} ms", file=sys.stdout)
+    if args.catalog:
+        from arcscan.geo.catalog import write_csv, write_parquet
+
+        print(f"catalog: {write_parquet(catalog, Path(args.catalog) / 'catalog.parquet')}, {write_csv(catalog, Path(args.catalog) / 'catalog.csv')} ({len(catalog)} arcs)")
 
 
 def cmd_patches(args: argparse.Namespace) -> None:
@@ -150,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = segment.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", default="models/model.pt", help="model checkpoint (default: models/model.pt)")
     source.add_argument("--alias", help="use the registered model version with this alias (e.g. champion)")
+    segment.add_argument("--catalog", metavar="DIR", help="also write the arc catalog (catalog.parquet, catalog.csv: one row per arc per frame) to DIR")
     segment.set_defaults(run=cmd_segment)
 
     patches = commands.add_parser("patches", help="turn a label CSV (file,frame,x,y,label) into a labelled patch set")
@@ -194,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.set_defaults(run=cmd_mlflow_server)
 
     add_stream_parser(commands)
+    add_keogram_parser(commands)
     add_auth_proxy_parser(commands)
     return parser
 

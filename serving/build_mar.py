@@ -65,9 +65,9 @@ def check(checkpoint: Path, params: Path) -> None:
 
 
 def _elevation_maps(params: Path) -> list[Path]:
-    """The relative elevation-map paths the imager profiles of ``params`` name."""
+    """The relative calibration paths (elevation maps, azimuth images) the imager profiles of ``params`` name."""
     profiles = load_settings(params).sky.imagers
-    return [Path(p.elevation) for p in profiles if p.elevation and not Path(p.elevation).is_absolute()]
+    return [Path(name) for p in profiles for name in (p.elevation, p.azimuth) if name and not Path(name).is_absolute()]
 
 
 def archiver() -> str:

@@ -29,8 +29,9 @@ def workspace(tmp_path_factory) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["scan"]["stride"] = 32  # speed: the maths of the scan are tested elsewhere
     for profile in params["sky"]["imagers"]:  # the calibration files stay in the repository's data
-        if "elevation" in profile:
-            profile["elevation"] = str(ROOT / profile["elevation"])
+        for key in ("elevation", "azimuth"):
+            if key in profile:
+                profile[key] = str(ROOT / profile[key])
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     save_checkpoint(folder / "model.pt", build_model(ModelConfig()), ModelConfig())
     write_minute(folder / "frames", seed=26, start=datetime(2026, 1, 1, 6, tzinfo=timezone.utc), n_frames=2)

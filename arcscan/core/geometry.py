@@ -9,12 +9,21 @@ from, in this order:
    frame's metadata: either a per-pixel **elevation map** (a THEMIS skymap ``.sav`` or an
    elevation calibration FITS such as DASC's ``_El.FIT``; sky = elevation >=
    ``min_elevation``) or a **disc** (centre and horizon radius);
+   the elevation map is read by the same reader as the imager's pixel geometry
+   (:mod:`arcscan.geo.skymap`), flipped (``flip``) into the frames' orientation;
 2. else an **estimate from the frame itself** (:func:`estimate_disc`): the lit disc against
    the dark corners, its horizon circle fitted robustly to the disc's outer edge;
 3. else (no dark surround to find) the disc inscribed in the frame.
 
 For a disc, the sky above ``min_elevation`` is the concentric disc of radius
 ``horizon_radius * (90 - min_elevation) / 90`` (the equidistant fisheye of all-sky lenses).
+
+**Pixel geometry.** A profile also gives where each pixel looks on Earth
+(:meth:`SkyFinder.geometry`, a :class:`arcscan.geo.skymap.PixelGeometry`): a skymap carries
+it; an elevation FITS needs the ``azimuth`` FITS beside it and the site's ``location``
+(latitude, longitude in degrees, altitude in metres); a disc with a ``location`` is an ideal
+fisheye seen as a map (north up, east right). Arcs are measured on the shell
+``emission_altitude_km`` up; arcs reaching below ``near_horizon_elevation`` are flagged.
 
 **Model scale.** Arcs have similar angular sizes on every sky, so every frame is resampled
 (bilinear, anti-aliased when shrinking) by ``scale = sky_radius / radius`` before the raster
@@ -42,7 +51,9 @@ _ESTIMATE_SIDE = 256  # frames are block-averaged to about this size for the dis
 @dataclass(frozen=True)
 class ImagerProfile:
     """The sky geometry of one imager, matched on the frame's site and imager (globs): an
-    ``elevation`` map file, or a disc (``center`` x, y and ``horizon_radius``, pixels)."""
+    ``elevation`` map file, or a disc (``center`` x, y and ``horizon_radius``, pixels); for
+    its pixel geometry an ``azimuth`` FITS and the site ``location`` where the file has none,
+    and the ``flip`` (none, rows, columns, both) from the files' arrays to the frames."""
 
     name: str
     site: str = "*"
@@ -50,6 +61,9 @@ class ImagerProfile:
     center: tuple[float, float] | None = None
     horizon_radius: float | None = None
     elevation: str | None = None
+    azimuth: str | None = None
+    location: tuple[float, float, float] | None = None
+    flip: str = "none"
 
     def __post_init__(self) -> None:
         disc = self.center is not None and self.horizon_radius is not None
@@ -57,6 +71,12 @@ class ImagerProfile:
             raise InputError(f"imager profile {self.name!r}: give either elevation or center and horizon_radius")
         if self.center is not None:
             object.__setattr__(self, "center", tuple(float(v) for v in self.center))
+        if self.location is not None:
+            if len(self.location) != 3:
+                raise InputError(f"imager profile {self.name!r}: location is [latitude, longitude, altitude_m], got {list(self.location)}")
+            object.__setattr__(self, "location", tuple(float(v) for v in self.location))
+        if self.flip not in ("none", "rows", "columns", "both"):
+            raise InputError(f"imager profile {self.name!r}: flip {self.flip!r} is not one of none, rows, columns, both")
 
     def matches(self, site: str, imager: str) -> bool:
         return fnmatch(site.lower(), self.site.lower()) and fnmatch(imager.lower(), self.imager.lower())
@@ -65,11 +85,15 @@ class ImagerProfile:
 @dataclass(frozen=True)
 class SkyConfig:
     """Minimum elevation of the sky (degrees) and the imager profiles, first match wins;
-    relative elevation paths are taken from ``base_dir`` (the parameters file's folder)."""
+    relative calibration paths are taken from ``base_dir`` (the parameters file's folder);
+    the emission shell arcs are measured on (km) and the elevation (degrees) below which an
+    arc counts as near the horizon."""
 
     min_elevation: float = 10.0
     imagers: tuple[ImagerProfile, ...] = ()
     base_dir: str = "."
+    emission_altitude_km: float = 110.0
+    near_horizon_elevation: float = 20.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_elevation < 90:
@@ -177,10 +201,30 @@ def _fit_circle(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float]:
 
 
 @lru_cache(maxsize=8)
-def _elevation_map(path: str) -> np.ndarray:
+def _elevation_map(path: str, flip: str) -> np.ndarray:
+    from arcscan.geo.skymap import flipped
     from arcscan.io.calibration import read_elevation
 
-    return read_elevation(path)
+    return flipped(read_elevation(path), flip)
+
+
+@lru_cache(maxsize=8)
+def _pixel_geometry(profile: ImagerProfile, base_dir: str, shape: tuple[int, int]):
+    """The :class:`~arcscan.geo.skymap.PixelGeometry` of a profile, or None when it has none."""
+    from arcscan.geo.coords import Site
+    from arcscan.geo.skymap import fisheye_geometry, read_calibration, read_skymap
+
+    def path(name: str) -> Path:
+        return Path(name) if Path(name).is_absolute() else Path(base_dir) / name
+
+    site = Site(*profile.location) if profile.location else None
+    if profile.elevation is None:
+        return fisheye_geometry(shape, profile.center, profile.horizon_radius, site, f"profile {profile.name}") if site else None
+    if Path(profile.elevation).suffix.lower() == ".sav":
+        return read_skymap(path(profile.elevation), profile.flip)
+    if profile.azimuth is None or site is None:
+        return None
+    return read_calibration(path(profile.elevation), path(profile.azimuth), site, profile.flip)
 
 
 class SkyFinder:
@@ -193,6 +237,18 @@ class SkyFinder:
 
     def profile(self, site: str, imager: str) -> ImagerProfile | None:
         return next((p for p in self.config.imagers if p.matches(site, imager)), None)
+
+    def geometry(self, site: str, imager: str, shape: tuple[int, int]):
+        """The pixel geometry (:class:`~arcscan.geo.skymap.PixelGeometry`) of frames of this
+        site, imager and shape, or None without a profile that gives one (needs the ``geo``
+        extra); InputError when it does not fit the frames' shape."""
+        profile = self.profile(site, imager)
+        if profile is None:
+            return None
+        geometry = _pixel_geometry(profile, self.config.base_dir, tuple(shape))
+        if geometry is not None and geometry.shape != tuple(shape):
+            raise InputError(f"imager profile {profile.name!r} describes {geometry.shape[1]}x{geometry.shape[0]} pixels, the frames have {shape[1]}x{shape[0]}")
+        return geometry
 
     def __call__(self, image: np.ndarray, site: str = "", imager: str = "", where: str = "input") -> Sky:
         shape = image.shape
@@ -211,7 +267,7 @@ class SkyFinder:
         if profile.elevation is None:
             return sky_from_disc(shape, profile.center, profile.horizon_radius, self.config.min_elevation, f"profile {profile.name}")
         path = Path(profile.elevation)
-        elevation = _elevation_map(str(path if path.is_absolute() else Path(self.config.base_dir) / path))
+        elevation = _elevation_map(str(path if path.is_absolute() else Path(self.config.base_dir) / path), profile.flip)
         if elevation.shape != shape:
             raise InputError(
                 f"{where}: {shape[1]}x{shape[0]} pixels, but imager profile {profile.name!r} has a "

@@ -15,7 +15,10 @@ intensity edges.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +33,9 @@ from arcscan.errors import InputError
 from arcscan.core.geometry import Sky, SkyConfig, SkyFinder, to_shape
 from arcscan.core.model import Checkpoint
 from arcscan.io.frames import Frame
+
+if TYPE_CHECKING:
+    from arcscan.geo.arcs import ArcGeo
 from arcscan.core.preprocess import PreprocessConfig, model_view
 
 _OUTSIDE_LOGIT = -20.0  # score given where no patch was scored (beyond the sky disc)
@@ -71,7 +77,8 @@ class CRFConfig:
 @dataclass(frozen=True)
 class ArcObject:
     """One connected arc region of a mask (pixels; orientation in degrees counter-clockwise
-    from the image x axis as the frame is displayed, y down; 0 is an east-west band)."""
+    from the image x axis as the frame is displayed, y down; 0 is an east-west band), and its
+    physical figures (``geo``) when the imager's pixel geometry is known."""
 
     area: int
     length: float
@@ -80,6 +87,7 @@ class ArcObject:
     centroid_x: float
     centroid_y: float
     mean_intensity: float
+    geo: ArcGeo | None = None
 
 
 @dataclass
@@ -162,9 +170,12 @@ def dense_crf(probability: np.ndarray, image01: np.ndarray, config: CRFConfig) -
     return q[1] > q[0]
 
 
-def arc_objects(mask: np.ndarray, image01: np.ndarray, min_area: int = 20) -> list[ArcObject]:
+def arc_objects(
+    mask: np.ndarray, image01: np.ndarray, min_area: int = 20, physical: Callable[[np.ndarray, np.ndarray], ArcGeo | None] | None = None
+) -> list[ArcObject]:
     """Connected components of a mask (8-connected) with their shape and brightness; regions
-    smaller than ``min_area`` pixels are dropped. Length is the skeleton's pixel count."""
+    smaller than ``min_area`` pixels are dropped. Length is the skeleton's pixel count.
+    ``physical(rows, cols)`` measures a region on the emission shell (:meth:`Segmenter.physical`)."""
     objects = []
     for region in regionprops(label(mask, connectivity=2), intensity_image=image01):
         if region.area < min_area:
@@ -180,6 +191,7 @@ def arc_objects(mask: np.ndarray, image01: np.ndarray, min_area: int = 20) -> li
                 centroid_x=float(region.centroid[1]),
                 centroid_y=float(region.centroid[0]),
                 mean_intensity=float(region.intensity_mean),
+                geo=physical(region.coords[:, 0], region.coords[:, 1]) if physical else None,
             )
         )
     return objects
@@ -221,6 +233,24 @@ class Segmenter:
         profile's elevation map has another size; an estimated sky always exists)."""
         return self.find_sky(frame.image, frame.site, frame.imager, f"{frame.source or 'input'}: frame {frame.index}")
 
+    def physical(self, frame: Frame) -> Callable[[np.ndarray, np.ndarray], ArcGeo | None] | None:
+        """What measures an arc of this frame on the emission shell (from its imager profile's
+        pixel geometry, :mod:`arcscan.geo.arcs`), or None without one."""
+        geometry = self.find_sky.geometry(frame.site, frame.imager, frame.image.shape)
+        if geometry is None:
+            return None
+        from arcscan.geo.arcs import arc_geo
+
+        config = self.find_sky.config
+        return partial(
+            arc_geo,
+            ground=geometry.ground(config.emission_altitude_km),
+            elevation=geometry.elevation,
+            site=geometry.site,
+            when=frame.timestamp,
+            near_horizon_elevation=config.near_horizon_elevation,
+        )
+
     def __call__(self, frame: Frame, sky: Sky | None = None) -> Segmentation:
         """Segment a frame (on ``sky`` when the caller has it from :meth:`sky_of`)."""
         sky = self.sky_of(frame) if sky is None else sky
@@ -244,7 +274,7 @@ class Segmenter:
             mask=mask,
             scale=view.scale,
             sky_source=sky.source,
-            objects=arc_objects(mask, view.image01, min_area),
+            objects=arc_objects(mask, view.image01, min_area, self.physical(frame)),
             arc_fraction=float(mask.sum() / sky.mask.sum()),
             scan_ms=scan_ms,
             crf_ms=crf_ms,

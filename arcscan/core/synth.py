@@ -7,8 +7,10 @@ The physical picture, from the sky down to the CCD:
   (90 degrees) lies on the rim of a disc about 240 px across. Outside the disc the CCD sees
   only its bias and a little stray light, so the corners sit near 3300 counts.
 * Aurora and airglow glow in thin shells about 100 km up. A pixel is mapped onto that shell
-  (spherical Earth) to get its "along" (east-west) and "across" (north-south) position in
-  km. A discrete arc is a narrow band in those coordinates: a gently bent centre-line with
+  by the geometry code of real imagers (:mod:`arcscan.geo`: the imager is an ideal fisheye
+  at :data:`SYNTHETIC_SITE` seen as a map, north up and east right, on the WGS84 ellipsoid)
+  to get its "along" (east) and "across" (north) position in km, in the plane tangent to the
+  shell above the site. A discrete arc is a narrow band in those coordinates: a gently bent centre-line with
   small folds, drifting slowly across and flickering. The projection alone makes an arc
   that is straight in the sky look curved in the image, its ends running into the horizon
   near the east and west points, as real arcs do. Looking obliquely through a shell makes
@@ -38,10 +40,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from arcscan.geo.coords import MEAN_EARTH_RADIUS_KM as EARTH_RADIUS_KM
+from arcscan.geo.coords import Site, east_north, shell_point
+from arcscan.geo.skymap import fisheye_angles
 from arcscan.io.frames import Frame, format_timestamp, stream0_name, write_stream0
 
 CADENCE_S = 3.0
-EARTH_RADIUS_KM = 6371.0
+SYNTHETIC_SITE = Site(56.38, -94.64, 0.0)  # where the synthetic imager stands (THEMIS Gillam's place); params.yaml's synthetic profile
 AURORA_HEIGHT_KM = 110.0
 AIRGLOW_HEIGHT_KM = 95.0
 SATURATION = 65535
@@ -208,9 +213,9 @@ def _optics(rng: np.random.Generator, shape: tuple[int, int], config: SceneConfi
     rows, cols = np.mgrid[:height, :width].astype(float)
     dx, dy = cols - cx, cy - rows
     distance = np.hypot(dx, dy)
-    zenith = np.minimum(distance / radius, 0.995) * (np.pi / 2)
-    ground = EARTH_RADIUS_KM * _central_angle(zenith, AURORA_HEIGHT_KM)
-    safe = np.maximum(distance, 1e-9)
+    azimuth, elevation = fisheye_angles(shape, (cx, cy), radius)
+    zenith = np.radians(90.0 - np.maximum(elevation, 90.0 * (1 - 0.995)))  # clamped just above the horizon
+    along, across = _shell_east_north(azimuth, 90.0 - np.degrees(zenith))
     extinction = np.exp(-rng.uniform(*config.extinction) * (_airmass(zenith) - 1.0))
 
     rim = 0.5 * (1.0 - np.tanh((distance - radius) / (1.2 * scale)))
@@ -225,8 +230,8 @@ def _optics(rng: np.random.Generator, shape: tuple[int, int], config: SceneConfi
         dx=dx,
         dy=dy,
         zenith=zenith,
-        along=ground * dx / safe,
-        across=ground * dy / safe,
+        along=along,
+        across=across,
         extinction=extinction,
         aurora_gain=_van_rhijn(zenith, AURORA_HEIGHT_KM) * extinction,
         transmission=transmission,
@@ -234,10 +239,11 @@ def _optics(rng: np.random.Generator, shape: tuple[int, int], config: SceneConfi
     )
 
 
-def _central_angle(zenith: np.ndarray, height_km: float) -> np.ndarray:
-    """Angle at the Earth's centre between the observer and where the line of sight at
-    ``zenith`` pierces a shell ``height_km`` up."""
-    return zenith - np.arcsin(EARTH_RADIUS_KM / (EARTH_RADIUS_KM + height_km) * np.sin(zenith))
+def _shell_east_north(azimuth: np.ndarray, elevation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Km east and north, on the aurora shell's tangent plane above the site, of where the
+    lines of sight (degrees) pierce the shell."""
+    latitude, longitude = shell_point(SYNTHETIC_SITE, azimuth, elevation, AURORA_HEIGHT_KM)
+    return east_north(SYNTHETIC_SITE, latitude, longitude, AURORA_HEIGHT_KM)
 
 
 def _van_rhijn(zenith: np.ndarray, height_km: float) -> np.ndarray:
@@ -435,7 +441,7 @@ def _draw_arcs(rng: np.random.Generator, config: SceneConfig, scale: float) -> l
     count = 1 + rng.choice(config.max_arcs, p=weights / weights.sum())
     rotation, sag = rng.normal(0.0, np.radians(8)), rng.normal(0.0, 40.0)
     zenith = np.radians(rng.uniform(-config.arc_zenith, config.arc_zenith))
-    offset = np.sign(zenith) * EARTH_RADIUS_KM * _central_angle(np.abs(zenith), AURORA_HEIGHT_KM)
+    offset = np.sign(zenith) * float(_shell_east_north(0.0, 90.0 - np.degrees(np.abs(zenith)))[1])  # km north of the zenith
     fwhm_low, fwhm_high = (limit * scale for limit in config.arc_fwhm)
     arcs = []
     for _ in range(count):

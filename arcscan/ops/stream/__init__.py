@@ -20,6 +20,12 @@ The output folder is the ledger, append-only, each line flushed and fsynced:
   them again.
 * ``masks/<site>/<file stem>_<index:02d>.png``: the mask of each acknowledged frame, written
   (and fsynced) before its results line.
+* ``catalog.csv``: the arc catalog, one row per arc per acknowledged frame, the same rows as
+  ``arcscan segment --catalog`` and the archive (:mod:`arcscan.geo.catalog`).
+
+Per imager, the metrics also carry what the answers say: arc fraction, arcs per frame, the
+arcs' boundary latitudes and, with a drift reference, drift scores against the training set
+(:mod:`~arcscan.ops.stream.drift`).
 
 A refused token (401/403, or TorchServe's 400 ``InvalidKeyException``) is first renewed:
 with a ``token_file`` the token is read again (the server or an operator may have rotated

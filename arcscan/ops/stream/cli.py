@@ -22,7 +22,7 @@ def add_stream_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     """Register the ``stream`` subcommand on ``subparsers`` (it runs :func:`cmd_stream`)."""
     stream = subparsers.add_parser(
         "stream",
-        help="send frames one by one to the inference endpoint; results.jsonl, failed.jsonl and masks in --output",
+        help="send frames one by one to the inference endpoint; results.jsonl, failed.jsonl, masks and the arc catalog (catalog.csv) in --output",
         description=__doc__.splitlines()[0],
     )
     stream.add_argument("--url", required=True, help="prediction endpoint, e.g. http://127.0.0.1:8080/predictions/arcscan")
@@ -46,6 +46,7 @@ def add_stream_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     stream.add_argument("--timeout", type=_positive_float, metavar="SECONDS", default=30.0, help="seconds per request (default: 30)")
     stream.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on --metrics-host:PORT")
     stream.add_argument("--metrics-host", metavar="ADDRESS", default="127.0.0.1", help="address of the metrics server (default: 127.0.0.1; 0.0.0.0 in a container, so that Prometheus can scrape it)")
+    stream.add_argument("--drift-reference", metavar="PATH", help="training-set histograms (e.g. k8s/monitoring/drift_reference.json): export per-imager drift scores")
     stream.add_argument("--stop-after", type=_positive_float, metavar="SECONDS", help="stop after this long (watch mode)")
     stream.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after sending this many frames")
     stream.add_argument("--poll", type=_positive_float, metavar="SECONDS", default=1.0, help="watch: seconds between folder scans (default: 1)")
@@ -73,6 +74,7 @@ def cmd_stream(args: argparse.Namespace) -> None:
         max_frames=args.max_frames,
         poll=args.poll,
         settle=args.settle,
+        drift_reference=Path(args.drift_reference) if args.drift_reference else None,
     )
     speed = args.speed if args.replay else None  # pacing is for replays; watched files go out as they come
     summary = run_stream(config, replay=args.replay or (), watch=args.watch, speed=speed, stop_after=args.stop_after)

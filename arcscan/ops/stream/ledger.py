@@ -3,7 +3,11 @@ flushed and fsynced, and the masks beside them (see :mod:`arcscan.ops.stream`).
 
 ``results.jsonl`` (:data:`RESULTS`) holds the acknowledged frames, ``failed.jsonl``
 (:data:`FAILED`) the failed ones, ``masks/<site>/<file stem>_<index:02d>.png`` the mask of each
-acknowledged frame, written whole before its results line.
+acknowledged frame, written whole before its results line, and ``catalog.csv``
+(:data:`CATALOG`) the arc catalog, one row per arc per acknowledged frame
+(:mod:`arcscan.geo.catalog`: the rows ``arcscan segment --catalog`` and the archive write),
+appended just before the frame's results line: a crash between the two repeats the frame's
+rows when it is sent again ((file, frame, arc) tells them apart).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ log = logging.getLogger(__name__)
 
 RESULTS = "results.jsonl"
 FAILED = "failed.jsonl"
+CATALOG = "catalog.csv"
 
 
 def read_ledger(path: str | Path) -> list[dict]:
@@ -61,6 +66,9 @@ class Ledger:
         self._lock = threading.Lock()
         self._results = _open_append(output / RESULTS)
         self._failed = _open_append(output / FAILED)
+        from arcscan.geo.catalog import CsvAppender  # the geo extra
+
+        self._catalog = CsvAppender(output / CATALOG)
 
     def __enter__(self) -> Ledger:
         return self
@@ -74,7 +82,10 @@ class Ledger:
         _write_durably(self.output / mask, mask_png)
         return mask.as_posix()
 
-    def succeeded(self, entry: dict) -> None:
+    def succeeded(self, entry: dict, catalog_rows: list[dict]) -> None:
+        """Record an acknowledged frame: its catalog rows, then its results line."""
+        with self._lock:
+            self._catalog.append(catalog_rows)
         self._append(self._results, entry)
 
     def failed(self, entry: dict) -> None:
@@ -90,6 +101,7 @@ class Ledger:
     def close(self) -> None:
         self._results.close()
         self._failed.close()
+        self._catalog.close()
 
 
 def now() -> str:

@@ -21,7 +21,9 @@ from urllib.parse import urlsplit
 
 from arcscan.errors import ArcscanError, InputError
 from arcscan.io.frames import Frame, read_frames
+from arcscan.geo.catalog import catalog_rows
 from arcscan.ops.stream.client import Client
+from arcscan.ops.stream.drift import DriftMonitor, load_reference
 from arcscan.ops.stream.ledger import Ledger, now, recorded_frames
 from arcscan.ops.stream.metrics import Metrics
 from arcscan.ops.stream.sources import replay_files, time_key, watch_files
@@ -50,6 +52,7 @@ class StreamConfig:
     max_frames: int | None = None  # stop after sending this many frames
     poll: float = 1.0  # watch: seconds between scans of the folder
     settle: float = 2.0  # watch: a file is ready once its size is unchanged this long (or it is complete gzip)
+    drift_reference: Path | None = None  # training-set histograms (arcscan.ops.stream.drift): export drift scores
 
 
 @dataclass
@@ -114,7 +117,7 @@ class _Run:
         self.speed = speed
         self.stop = stop
         self.output = Path(config.output)
-        self.metrics = Metrics()
+        self.metrics = Metrics(DriftMonitor(load_reference(config.drift_reference)) if config.drift_reference else None)
         self.client = Client(config, stop, on_retry=lambda frame: self.metrics.retries.labels(frame.imager).inc())
         self.summary = StreamSummary()
         self.error: BaseException | None = None
@@ -209,7 +212,7 @@ class _Run:
         elif outcome.kind == "ok":
             mask = ledger.write_mask(frame, outcome.mask_png)
             latency = time.monotonic() - released
-            ledger.succeeded(
+            entry = (
                 outcome.result  # the server's answer for the frame, as received (without the mask PNG)
                 | local
                 | {
@@ -222,6 +225,8 @@ class _Run:
                     "at": now(),
                 }
             )
+            ledger.succeeded(entry, catalog_rows(entry, entry["model_version"]))
+            self.metrics.answered(frame, outcome.result)
             self._count("succeeded")
             self.metrics.latency.observe(latency)
             self.metrics.acknowledged(frame)
