@@ -179,7 +179,7 @@ function group(kind, x, y, text, attributes) {
   Object.entries({ class: "handle", x: x - h / 2, y: y - h / 2, width: h, height: h }).forEach(([k, v]) => handle.setAttribute(k, v));
   const label = document.createElementNS(SVG, "text");
   label.setAttribute("x", x - half + 1); label.setAttribute("y", y - half + Math.max(5, box / 5));
-  label.setAttribute("font-size", Math.max(5, box / 5)); label.textContent = text;
+  label.style.fontSize = `${Math.max(5, box / 5)}px`; label.textContent = text;
   g.append(rect, label, handle);
   return g;
 }
@@ -265,8 +265,8 @@ async function suggest() {
   const answer = await (await api("GET", "/api/suggest?" + query({ ...here(), n: 8 }))).json();
   S.suggestions = [...answer.disagree, ...answer.uncertain];
   drawBoxes(); listSuggestions();
-  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
-  status(`${plural(answer.uncertain.length, "uncertain patch")}, ${plural(answer.disagree.length, "label")} the model disagrees with`);
+  const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  status(`${count(answer.uncertain.length, "uncertain patch", "uncertain patches")}, ${count(answer.disagree.length, "label", "labels")} the model disagrees with`);
 }
 async function poll() {
   if (document.hidden || !S.state) return;
