@@ -38,12 +38,16 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 from skimage.transform import resize
 
 from arcscan.errors import InputError
+
+if TYPE_CHECKING:
+    from arcscan.geo.skymap import PixelGeometry
 
 _ESTIMATE_SIDE = 256  # frames are block-averaged to about this size for the disc estimate
 
@@ -209,7 +213,7 @@ def _elevation_map(path: str, flip: str) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _pixel_geometry(profile: ImagerProfile, base_dir: str, shape: tuple[int, int]):
+def _pixel_geometry(profile: ImagerProfile, base_dir: str, shape: tuple[int, int]) -> PixelGeometry | None:
     """The :class:`~arcscan.geo.skymap.PixelGeometry` of a profile, or None when it has none."""
     from arcscan.geo.coords import Site
     from arcscan.geo.skymap import fisheye_geometry, read_calibration, read_skymap
@@ -238,7 +242,7 @@ class SkyFinder:
     def profile(self, site: str, imager: str) -> ImagerProfile | None:
         return next((p for p in self.config.imagers if p.matches(site, imager)), None)
 
-    def geometry(self, site: str, imager: str, shape: tuple[int, int]):
+    def geometry(self, site: str, imager: str, shape: tuple[int, int]) -> PixelGeometry | None:
         """The pixel geometry (:class:`~arcscan.geo.skymap.PixelGeometry`) of frames of this
         site, imager and shape, or None without a profile that gives one (needs the ``geo``
         extra); InputError when it does not fit the frames' shape."""

@@ -33,10 +33,10 @@ from arcscan.errors import InputError
 from arcscan.core.geometry import Sky, SkyConfig, SkyFinder, to_shape
 from arcscan.core.model import Checkpoint
 from arcscan.io.frames import Frame
+from arcscan.core.preprocess import PreprocessConfig, model_view
 
 if TYPE_CHECKING:
     from arcscan.geo.arcs import ArcGeo
-from arcscan.core.preprocess import PreprocessConfig, model_view
 
 _OUTSIDE_LOGIT = -20.0  # score given where no patch was scored (beyond the sky disc)
 

@@ -4,7 +4,7 @@ against time.
 
 The line is sampled every ``step`` degrees of zenith angle along the geographic meridian,
 from the southern to the northern sky at ``min_elevation``; each sample takes the pixel whose
-line of sight is nearest (none farther than ``max_miss`` degrees). Its latitude at the
+line of sight is nearest (none farther than ``max_miss`` degrees), each pixel once. Its latitude at the
 emission altitude is the geometry's; its AACGM-v2 latitude is computed at the first frame's
 time (the coefficients change over years, not within a night). The data is an
 :class:`xarray.Dataset` (``intensity`` and ``arc`` over ``time`` x ``sample``), written as
@@ -40,9 +40,13 @@ def meridian_pixels(geometry: PixelGeometry, min_elevation: float = 10.0, step: 
     zenith = np.arange(-(90 - min_elevation), 90 - min_elevation + step / 2, step)
     distance, nearest = tree.query(_unit(np.where(zenith >= 0, 0.0, 180.0), 90 - np.abs(zenith)))
     keep = distance <= 2 * np.sin(np.radians(max_miss) / 2)  # chord of max_miss degrees
+    rows, cols, zenith = rows[nearest[keep]], cols[nearest[keep]], zenith[keep]
+    northward = np.cos(np.radians(geometry.azimuth[rows, cols])) >= 0
+    pixel_zenith = np.where(northward, 1, -1) * (90 - geometry.elevation[rows, cols])
+    keep = np.r_[True, pixel_zenith[1:] > np.maximum.accumulate(pixel_zenith)[:-1]]  # each pixel once, south to north
     if keep.sum() < 10:
         raise InputError(f"{geometry.source}: fewer than 10 pixels look along the meridian")
-    return rows[nearest[keep]], cols[nearest[keep]], zenith[keep]
+    return rows[keep], cols[keep], zenith[keep]
 
 
 def keogram(frames: Sequence[Frame], results: Sequence[Segmentation], geometry: PixelGeometry, altitude_km: float = 110.0, min_elevation: float = 10.0) -> xr.Dataset:
@@ -96,8 +100,7 @@ def plot_keogram(data: xr.Dataset, path: str | Path) -> Path:
     arc = np.ma.masked_equal(data["arc"].values.T, 0)
     axis.pcolormesh(edges, _edges(latitude), arc, cmap="autumn", alpha=0.45, shading="flat")
     axis.set_ylabel(f"geographic latitude at {data.attrs['altitude_km']:g} km (°N)")
-    axis.set_xlabel("UTC")
-    axis.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    _time_axis(axis)
     mlat = data["mlat"].values
     order = np.argsort(latitude)
     magnetic_axis = axis.secondary_yaxis("right", functions=(lambda y: np.interp(y, latitude[order], mlat[order]), lambda m: np.interp(m, mlat[order], latitude[order])))
@@ -116,16 +119,15 @@ def plot_boundaries(rows: Sequence[dict], path: str | Path, title: str = "") -> 
     fig, axis = plt.subplots(figsize=(9, 4), constrained_layout=True)
     measured = [row for row in rows if row.get("poleward_lat") is not None and row.get("timestamp")]
     for key, colour, name in (("poleward_lat", "tab:blue", "poleward"), ("equatorward_lat", "tab:orange", "equatorward")):
-        for near, marker in ((False, "o"), (True, "o")):
+        for near in (False, True):
             chosen = [row for row in measured if bool(row.get("near_horizon")) == near]
             if chosen:
                 axis.scatter(
-                    [np.datetime64(_naive(row["timestamp"]), "ms") for row in chosen], [row[key] for row in chosen], s=14, marker=marker,
+                    [np.datetime64(row["timestamp"][:23], "ms") for row in chosen], [row[key] for row in chosen], s=14,
                     facecolors="none" if near else colour, edgecolors=colour, label=f"{name} boundary" + (" (near horizon)" if near else ""),
                 )
     axis.set_ylabel("geographic latitude (°N)")
-    axis.set_xlabel("UTC")
-    axis.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    _time_axis(axis)
     axis.set_title(title or "arc boundary latitudes")
     if measured:
         axis.legend(fontsize=8)
@@ -136,8 +138,11 @@ def plot_boundaries(rows: Sequence[dict], path: str | Path, title: str = "") -> 
     return path
 
 
-def _naive(timestamp: str) -> str:
-    return timestamp[:23]  # YYYY-MM-DDTHH:MM:SS.mmm, UTC
+def _time_axis(axis: plt.Axes) -> None:
+    locator = mdates.AutoDateLocator()
+    axis.xaxis.set_major_locator(locator)
+    axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    axis.set_xlabel("UTC")
 
 
 def _unit(azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
