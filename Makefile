@@ -11,7 +11,7 @@ LABELS ?= data/real/labels.csv
 CHECKPOINT ?= models/model.pt
 LABEL_PORT ?= 0
 
-.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench bench-speed bench-quality loadtest mlflow-server starter-data lock clean label browser podman images test-images
+.PHONY: help venv tools data train promote rollback mar serve stop demo test test-fast test-k8s bench bench-speed bench-quality loadtest reprocess mlflow-server starter-data lock clean label browser podman images test-images
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -77,8 +77,9 @@ test-images: data tools images  ## build the images, then run them: serving pod,
 
 bench: bench-speed bench-quality  ## both benchmarks
 
-bench-speed: $(STAMP)  ## reference vs fast path, CRF, training time/memory, TorchServe end to end and memory, imagers per server (needs make mar and patches/) -> reports/bench_speed.json
+bench-speed: $(STAMP)  ## reference vs fast path, CRF, training time/memory, TorchServe end to end and memory, imagers per server (needs make mar and patches/) -> reports/bench_speed.json; reference vs serving vs archive path, Ray 1 and 2 workers -> reports/bench_archive.json
 	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/archive_speed.py
 
 bench-quality: train  ## PN vs nnPU vs PNU vs supervised vs no learning, with/without CRF, 3 seeds (~40 min) -> reports/bench_quality.*
 	$(BIN)/python benchmarks/quality.py
@@ -89,6 +90,10 @@ loadtest: train promote mar  ## 20 imagers at real cadence, 2x and 4x through th
 label: $(STAMP)  ## the labelling page over FRAMES (default data/real/train) saving to LABELS (data/real/labels.csv); suggestions from CHECKPOINT (models/model.pt, if there) or ALIAS=champion; TOKEN=1 for a token
 	$(BIN)/arcscan label $(FRAMES) --labels $(LABELS) --port $(LABEL_PORT) $(if $(TOKEN),--token) \
 	  $(if $(ALIAS),--alias $(ALIAS),$(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)))
+
+reprocess: $(STAMP)  ## reprocess an archive on Ray: ARCHIVE=folder CATALOG=folder [ALIAS=champion] [ADDRESS=ray cluster] [ARGS=--masks ...]
+	$(BIN)/arcscan reprocess $(or $(ARCHIVE),$(error ARCHIVE=folder is required)) --output $(or $(CATALOG),$(error CATALOG=folder is required)) \
+	  $(if $(ALIAS),--alias $(ALIAS)) $(if $(ADDRESS),--address $(ADDRESS)) $(ARGS)
 
 mlflow-server: $(STAMP)  ## a real MLflow tracking server on 127.0.0.1:$(PORT) (BACKEND=postgresql+psycopg2://... to use PostgreSQL; AUTH=1 for basic auth)
 	$(BIN)/arcscan mlflow-server --port $(PORT) $(if $(BACKEND),--backend-store-uri '$(BACKEND)') $(if $(AUTH),--auth)

@@ -14,6 +14,7 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from arcscan.archive.cli import add_reprocess_parser
 from arcscan.ops.authproxy import add_auth_proxy_parser
 from arcscan.errors import ArcscanError
 from arcscan.geo.cli import add_keogram_parser, model_name
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stream_parser(commands)
     add_keogram_parser(commands)
+    add_reprocess_parser(commands)
     add_auth_proxy_parser(commands)
     return parser
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 import yaml
 
 from arcscan.core.augment import AugmentConfig
+from arcscan.core.fastscan import FastScanConfig
 from arcscan.core.geometry import SkyConfig, SkyFinder
 from arcscan.core.model import Checkpoint, ModelConfig
 from arcscan.core.patches import PatchConfig
@@ -75,6 +76,7 @@ class Settings:
     objects: ObjectConfig = ObjectConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     register: RegisterConfig = RegisterConfig()
+    archive: FastScanConfig = FastScanConfig()
 
     def sky_finder(self) -> SkyFinder:
         """What finds the sky of each frame (imager profiles, else the frame itself)."""
@@ -123,6 +125,7 @@ def settings_from(params: dict, base_dir: str | Path = ".") -> Settings:
         objects=build(ObjectConfig, params.get("objects")),
         evaluate=build(EvaluateConfig, params.get("evaluate")),
         register=build(RegisterConfig, params.get("register")),
+        archive=build(FastScanConfig, params.get("archive")),
     )
 
 

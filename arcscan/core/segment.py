@@ -33,7 +33,7 @@ from arcscan.errors import InputError
 from arcscan.core.geometry import Sky, SkyConfig, SkyFinder, to_shape
 from arcscan.core.model import Checkpoint
 from arcscan.io.frames import Frame
-from arcscan.core.preprocess import PreprocessConfig, model_view
+from arcscan.core.preprocess import ModelView, PreprocessConfig, model_view
 
 if TYPE_CHECKING:
     from arcscan.geo.arcs import ArcGeo
@@ -129,17 +129,37 @@ def _grid(n: int, stride: int) -> np.ndarray:
     return points if points[-1] == n - 1 else np.append(points, n - 1)
 
 
+def scan_grid(shape: tuple[int, int], fov: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid rows, columns and which grid points need a patch score (those from which the sky
+    disc can be reached: the disc widened by the stride)."""
+    ys, xs = _grid(shape[0], stride), _grid(shape[1], stride)
+    reach = fov if stride == 1 else maximum_filter(fov, size=2 * stride + 1)
+    return ys, xs, reach[np.ix_(ys, xs)]
+
+
+def patch_windows(image01: np.ndarray, patch_size: int) -> torch.Tensor:
+    """A view of every patch of a frame, ``windows[y, x]`` centred on pixel (y, x) (zero
+    padding of half a patch beyond the edge)."""
+    half = patch_size // 2
+    padded = torch.nn.functional.pad(torch.from_numpy(image01), (half, half, half, half))
+    return padded.unfold(0, patch_size, 1).unfold(1, patch_size, 1)
+
+
+def grid_to_pixels(ys: np.ndarray, xs: np.ndarray, grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Per-pixel logits bilinearly interpolated from a grid of logits."""
+    if len(ys) == shape[0] and len(xs) == shape[1]:
+        return grid
+    interpolate = RegularGridInterpolator((ys, xs), grid, method="linear")
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return interpolate(np.stack([yy.ravel(), xx.ravel()], axis=1)).reshape(shape).astype(np.float32)
+
+
 @torch.inference_mode()
 def scan_logits(model: torch.nn.Module, image01: np.ndarray, fov: np.ndarray, config: ScanConfig) -> np.ndarray:
     """Per-pixel logits of the patch classifier over a normalised frame (see module doc)."""
-    height, width = image01.shape
-    half = config.patch_size // 2
-    ys, xs = _grid(height, config.stride), _grid(width, config.stride)
-    reach = fov if config.stride == 1 else maximum_filter(fov, size=2 * config.stride + 1)
-    needed = reach[np.ix_(ys, xs)]
+    ys, xs, needed = scan_grid(image01.shape, fov, config.stride)
     gy, gx = np.nonzero(needed)
-    padded = torch.nn.functional.pad(torch.from_numpy(image01), (half, half, half, half))
-    windows = padded.unfold(0, config.patch_size, 1).unfold(1, config.patch_size, 1)
+    windows = patch_windows(image01, config.patch_size)
     rows, cols = torch.from_numpy(ys[gy]), torch.from_numpy(xs[gx])
     device = next(model.parameters()).device
     scores = []
@@ -150,11 +170,7 @@ def scan_logits(model: torch.nn.Module, image01: np.ndarray, fov: np.ndarray, co
     grid = np.full((len(ys), len(xs)), _OUTSIDE_LOGIT, np.float32)
     if scores:
         grid[gy, gx] = torch.cat(scores).numpy()
-    if config.stride == 1:
-        return grid
-    interpolate = RegularGridInterpolator((ys, xs), grid, method="linear")
-    yy, xx = np.mgrid[:height, :width]
-    return interpolate(np.stack([yy.ravel(), xx.ravel()], axis=1)).reshape(height, width).astype(np.float32)
+    return grid_to_pixels(ys, xs, grid, image01.shape)
 
 
 def dense_crf(probability: np.ndarray, image01: np.ndarray, config: CRFConfig) -> np.ndarray:
@@ -257,10 +273,17 @@ class Segmenter:
         view = model_view(frame, sky, self.preprocess)
         start = time.perf_counter()
         probability = 1.0 / (1.0 + np.exp(-scan_logits(self.model, view.model01, view.model_sky, self.scan)))
-        scan_ms = (time.perf_counter() - start) * 1000
+        return self.finish(frame, view, probability, (time.perf_counter() - start) * 1000)
+
+    def finish(self, frame: Frame, view: ModelView, probability: np.ndarray, scan_ms: float, crf: bool = True) -> Segmentation:
+        """The segmentation of a frame from its scan's probability map at the model's scale:
+        the CRF (unless disabled, or ``crf`` is False: the scan's mask is final), the mask and
+        probability in the frame's pixels, the arc objects."""
+        sky = view.sky
+        crf = crf and self.crf.enabled
         start = time.perf_counter()
-        mask = dense_crf(probability, view.model01, self.crf) if self.crf.enabled else probability > 0.5
-        crf_ms = (time.perf_counter() - start) * 1000 if self.crf.enabled else 0.0
+        mask = dense_crf(probability, view.model01, self.crf) if crf else probability > 0.5
+        crf_ms = (time.perf_counter() - start) * 1000 if crf else 0.0
         shape = frame.image.shape
         probability = to_shape(probability.astype(np.float32), shape)
         mask_scan = (probability > 0.5) & sky.mask

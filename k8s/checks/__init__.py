@@ -21,6 +21,7 @@ Modules:
 - ``mlflow_auth``: MLflow's basic-auth server and the clients' credentials.
 - ``dockerfiles``: ``containers/Dockerfile`` (every target stage) and ``.dockerignore``.
 - ``prometheus``: ``promtool check config`` (Debian fallback) and the PrometheusRule.
+- ``rayjob``: the archive's KubeRay RayJob against the KubeRay CRD's schema, and what the job needs.
 - ``constants``: the repository root and the component labels several modules share.
 
 Tools (``k8s/install-tools.sh`` installs them): kustomize via ``kubectl kustomize`` (or a
@@ -38,6 +39,7 @@ from .objects import container_ports, containers, find, ident, mutate, pod_templ
 from .policies import (checkov_problems, image_problems, label_problems, probe_problems, reference_problems,
                        security_problems, selector_problems)
 from .prometheus import prometheus_rule_problems, promtool_check_config
+from .rayjob import crd_path, crd_schema, rayjob_problems, rayjob_schema_problems
 from .schema import OPERATOR_KINDS, operator_resource_problems, schema_problems
 from .streams import arcscan_argv, cli_problems, stream_problems
 from .tools import ToolMissing, checkov_report, compose, load_objects, promtool, render, write_objects
@@ -46,10 +48,10 @@ from .torchserve import config_properties_problems, derived_config_problems, par
 __all__ = [
     "AUTH_PROXY_CONTAINER", "MLFLOW_AUTH_APP", "MLFLOW_CREDENTIALS", "OPERATOR_KINDS", "ToolMissing",
     "arcscan_argv", "auth_proxy", "auth_proxy_problems", "checkov_problems", "checkov_report", "cli_problems",
-    "compose", "config_properties_problems", "container_ports", "containers", "derived_config_problems",
+    "compose", "config_properties_problems", "crd_path", "crd_schema", "container_ports", "containers", "derived_config_problems",
     "dockerfile_problems", "dockerfile_targets", "dockerignore_problems", "find", "ident", "image_problems", "label_problems",
     "load_objects", "mlflow_auth_problems", "mlflow_client_problems", "mlflow_server_container", "mutate",
     "operator_resource_problems", "parse_properties", "pod_template", "probe_problems", "prometheus_rule_problems",
-    "promtool", "promtool_check_config", "reference_problems", "render", "schema_problems", "secret_env",
+    "promtool", "promtool_check_config", "rayjob_problems", "rayjob_schema_problems", "reference_problems", "render", "schema_problems", "secret_env",
     "security_problems", "selector_problems", "stream_problems", "torchserve_problems", "write_objects",
 ]

@@ -1,0 +1,236 @@
+"""Archive speed benchmark: the stride-1 reference, the default serving path and the archive's
+fast batch path side by side on the same frames and cores, then the archive job on Ray with 1
+and 2 workers.
+
+    python benchmarks/archive_speed.py [--checkpoint models/model.pt] [--frames 10] [--reference-frames 2]
+    python benchmarks/archive_speed.py --quick --output /tmp/a.json   # proves the code runs
+
+Frames: real arc-free frames (THEMIS Gillam minutes of ``data/real/train/arc_free.txt``, the
+THEMIS Gakona level-1 CDF of ``data/real/valid``: clear sky, stars, twilight) and frames with
+arcs (held-out synthetic nights of ``data/test``, Poker Flat DASC of ``data/real/valid``),
+``--frames`` of each. One process, torch and ONNX Runtime on ``train.threads`` threads (2).
+
+- ``serving``: :class:`~arcscan.core.segment.Segmenter` with params.yaml (what the TorchServe
+  handler runs per request: stride-16 scan in torch, CRF), one frame at a time.
+- ``archive``: :class:`~arcscan.core.fastscan.FastSegmenter` (params.yaml ``archive``: coarse
+  scan first, arc-free frames skipped, ONNX Runtime, several frames per batch).
+- ``reference``: stride 1 (every pixel classified by its own patch) on ``--reference-frames``
+  of the frames (half arc-free), the slowest by far.
+
+Reported: frames/s of each path; the archive path's mask IoU against the reference (pooled
+over the reference frames) and against the serving path (all frames); arcs of the serving path
+that the archive path misses (a serving-path arc no archive-path arc overlaps) and the other
+way round; the share of arc-free frames. Then ``arcscan.archive.pipeline.run`` on a temporary
+archive of the source files (whole files: more frames), local Ray with 2 CPUs, 1 worker x 2
+threads and 2 workers x 1 thread: frames/s of the whole job (Ray start, actor start and model
+load included) and between the first and last commit (steady state), and the peak resident
+memory of the job's processes (driver and Ray's, sampled every 0.2 s). The load average before
+and after is recorded: other work on the machine slows every path alike but noisily.
+Writes ``reports/bench_archive.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+from dataclasses import replace
+from skimage.measure import label
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from arcscan.archive.manifest import Catalog  # noqa: E402
+from arcscan.archive.pipeline import Model, run  # noqa: E402
+from arcscan.config import load_settings  # noqa: E402
+from arcscan.core.fastscan import FastSegmenter  # noqa: E402
+from arcscan.core.model import load_checkpoint  # noqa: E402
+from arcscan.io.frames import Frame, read_frames  # noqa: E402
+
+MB = 2**20
+
+
+def source_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """Files of real arc-free frames, files of frames with arcs."""
+    real = root / "data" / "real"
+    names = (real / "train" / "arc_free.txt").read_text().split() if (real / "train" / "arc_free.txt").is_file() else []
+    arc_free = [real / "train" / n for n in names if n.endswith(".pgm.gz")] + sorted((real / "valid").glob("*.cdf"))
+    arcs = sorted((root / "data" / "test").glob("*.pgm.gz")) + sorted((real / "valid").glob("*.FITS"))
+    return arc_free, arcs
+
+
+def pick(files: list[Path], count: int) -> list[Frame]:
+    """``count`` frames taken in turn from the files (first frames first)."""
+    per_file = [read_frames(f) for f in files]
+    frames = []
+    for index in range(max((len(f) for f in per_file), default=0)):
+        frames.extend(f[index] for f in per_file if index < len(f))
+    return frames[:count]
+
+
+def _iou(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
+    union = sum(int((a | b).sum()) for a, b in pairs)
+    return sum(int((a & b).sum()) for a, b in pairs) / union if union else None
+
+
+def missed_arcs(found: np.ndarray, wanted: np.ndarray, min_area: int) -> tuple[int, int]:
+    """Arcs (connected regions of at least ``min_area`` px) of ``wanted`` that no pixel of
+    ``found`` overlaps, and how many arcs ``wanted`` has."""
+    regions = label(wanted, connectivity=2)
+    labels = [r for r in range(1, regions.max() + 1) if (regions == r).sum() >= min_area]
+    return sum(1 for r in labels if not found[regions == r].any()), len(labels)
+
+
+def timed(function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start
+
+
+class PeakMemory:
+    """Peak of the summed resident memory of this process and its descendants (Ray's)."""
+
+    def __init__(self) -> None:
+        self.peak, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total / MB)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def ray_runs(files: list[Path], model: Model, params: Path, layouts: list[tuple[int, int]]) -> list[dict]:
+    """The archive job on a temporary archive of ``files``, once per (workers, threads)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="arcscan-bench-archive-") as folder:
+            archive = Path(folder) / "archive"
+            archive.mkdir()
+            for path in files:
+                shutil.copy(path, archive / path.name)
+            for workers, threads in layouts:
+                output = Path(folder) / f"catalog-{workers}x{threads}"
+                with PeakMemory() as memory:
+                    summary = run(archive, output, model, params, workers=workers, threads=threads, show_progress=False)
+                entries = Catalog(output).entries()
+                times = sorted(datetime.fromisoformat(e["committed"]) for e in entries)
+                first = min(entries, key=lambda e: e["committed"])
+                steady_frames = summary.frames - first["frames"]
+                steady_seconds = (times[-1] - times[0]).total_seconds()
+                frames = Catalog(output).table("frames").to_pylist()
+                results.append({
+                    "workers": workers, "threads_per_worker": threads, "files": summary.files, "frames": summary.frames,
+                    "errors": summary.errors, "arc_free_share": sum(1 for f in frames if f["arcs"] == 0) / max(len(frames), 1),
+                    "job_seconds": summary.seconds, "job_frames_per_second": summary.frames_per_second,
+                    "steady_frames_per_second": steady_frames / steady_seconds if steady_seconds > 0 else None,
+                    "peak_rss_mb": memory.peak,
+                })
+    finally:
+        ray.shutdown()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "model.pt")
+    parser.add_argument("--frames", type=int, default=10, help="arc-free frames and frames with arcs (each)")
+    parser.add_argument("--reference-frames", type=int, default=2, help="frames scanned at stride 1 (half of them arc-free; about 6 min each here under load)")
+    parser.add_argument("--quick", action="store_true", help="2 + 2 frames, 1 reference frame, small Ray runs: proves the code runs")
+    parser.add_argument("--output", type=Path, default=ROOT / "reports" / "bench_archive.json")
+    args = parser.parse_args()
+
+    params = ROOT / "params.yaml"
+    settings = load_settings(params)
+    threads = settings.train.threads
+    torch.set_num_threads(threads)
+    load_before = os.getloadavg()
+    serving = settings.segmenter(load_checkpoint(args.checkpoint))
+    archive = FastSegmenter(serving, settings.archive, threads=threads)
+    free_files, arc_files = source_files(ROOT)
+    count = 2 if args.quick else args.frames
+    arc_free, with_arcs = pick(free_files, count), pick(arc_files, count)
+    frames = arc_free + with_arcs
+
+    archive.segment_batch(frames[:1])  # warm-up (ONNX Runtime's first run)
+    served, serving_s = timed(lambda: [serving(f) for f in frames])
+    fast, archive_s = timed(archive.segment_batch, frames)
+    n_ref = 1 if args.quick else args.reference_frames
+    chosen = sorted({*range(min(n_ref - n_ref // 2, len(arc_free))), *range(len(arc_free), len(arc_free) + n_ref // 2)})
+    stride1 = settings.segmenter(load_checkpoint(args.checkpoint))
+    stride1.scan = replace(stride1.scan, stride=1)
+    reference, reference_s = timed(lambda: [stride1(frames[i]) for i in chosen])
+
+    min_area = settings.objects.min_area
+    misses = [missed_arcs(f.mask, s.mask, min_area) for f, s in zip(fast, served)]
+    extra = [missed_arcs(s.mask, f.mask, min_area) for f, s in zip(fast, served)]
+    per_frame = [
+        {"frame": f"{frame.source}#{frame.index}", "real_arc_free": i < len(arc_free), "serving_arcs": len(s.objects), "archive_arcs": len(a.objects),
+         "archive_skipped_as_arc_free": a.crf_ms == 0.0, "iou_archive_vs_serving": _iou([(a.mask, s.mask)])}
+        for i, (frame, s, a) in enumerate(zip(frames, served, fast))
+    ]
+    library = {
+        "frames": len(frames), "real_arc_free_frames": len(arc_free),
+        "arc_free_share_real": len(arc_free) / len(frames),
+        "arc_free_share_serving": sum(1 for s in served if not s.objects) / len(frames),
+        "serving_frames_per_second": len(frames) / serving_s,
+        "archive_frames_per_second": len(frames) / archive_s,
+        "archive_over_serving": serving_s / archive_s,
+        "reference_frames": len(chosen), "reference_frames_per_second": len(chosen) / reference_s,
+        "iou_archive_vs_reference": _iou([(fast[i].mask, r.mask) for i, r in zip(chosen, reference)]),
+        "iou_serving_vs_reference": _iou([(served[i].mask, r.mask) for i, r in zip(chosen, reference)]),
+        "iou_archive_vs_serving": _iou([(a.mask, s.mask) for a, s in zip(fast, served)]),
+        "serving_arcs": sum(t for _, t in misses), "arcs_missed_vs_serving": sum(m for m, _ in misses),
+        "archive_arcs_not_in_serving": sum(m for m, _ in extra),
+        "skipped_as_arc_free": sum(1 for row in per_frame if row["archive_skipped_as_arc_free"]),
+    }
+    model = Model.from_checkpoint(args.checkpoint)
+    ray_files = free_files[:1] + arc_files[:2] if args.quick else free_files + arc_files[:4] + [f for f in arc_files if f.suffix == ".FITS"]
+    layouts = [(1, 2), (2, 1)]
+    rays = ray_runs(sorted(set(ray_files)), model, params, layouts)
+    report = {
+        "summary": {**{k: library[k] for k in ("serving_frames_per_second", "archive_frames_per_second", "archive_over_serving", "iou_archive_vs_reference",
+                                               "iou_serving_vs_reference", "arcs_missed_vs_serving", "arc_free_share_real")},
+                    **{f"ray_{r['workers']}x{r['threads_per_worker']}_steady_frames_per_second": r["steady_frames_per_second"] for r in rays},
+                    **{f"ray_{r['workers']}x{r['threads_per_worker']}_peak_rss_mb": r["peak_rss_mb"] for r in rays}},
+        "quick": args.quick,
+        "machine": {"cpus": psutil.cpu_count(), "threads": threads, "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "checkpoint": {"path": str(args.checkpoint), "version": model.version},
+        "archive_settings": settings.archive.__dict__,
+        "library": library,
+        "ray": rays,
+        "frames": per_frame,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(json.dumps({k: report[k] for k in ("summary", "machine")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The archive's fast batch path against the serving path: same masks where it scans finely,
+empty masks without fine scan or CRF where every coarse logit is far below an arc, the same
+answer through ONNX Runtime and torch, bad settings refused."""
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+import torch
+
+from arcscan.config import load_params, settings_from
+from arcscan.core.fastscan import FastScanConfig, FastSegmenter
+from arcscan.core.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from arcscan.core.synth import write_minute
+from arcscan.errors import InputError
+from arcscan.io.frames import read_frames
+
+SETTINGS = settings_from(load_params("params.yaml"))
+
+
+def _segmenter(tmp_path, constant: float | None = None):
+    """The serving segmenter of a random model (``constant``: one logit for every patch)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig())
+    if constant is not None:
+        torch.nn.init.zeros_(model.fc.weight)
+        torch.nn.init.constant_(model.fc.bias, constant)
+    path = save_checkpoint(tmp_path / "model.pt", model, ModelConfig(), SETTINGS.preprocess)
+    return SETTINGS.segmenter(load_checkpoint(path))
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    path, _ = write_minute(tmp_path_factory.mktemp("minute"), seed=5, start=datetime(2014, 2, 3, 6, tzinfo=timezone.utc), n_frames=3)
+    return read_frames(path)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+def test_where_patches_may_be_arcs_the_fast_path_scans_finely_and_agrees_with_the_serving_path(tmp_path, frames, runtime):
+    serving = _segmenter(tmp_path)
+    fast = FastSegmenter(serving, FastScanConfig(runtime=runtime, frames_per_batch=2), threads=1)
+    calls = []
+    score = fast.score
+    fast.score = lambda patches: calls.append(len(patches)) or score(patches)
+    results = fast.segment_batch(frames)
+    assert len(results) == len(frames) and len(calls) >= 2  # coarse, then fine; 2 frames per batch
+    for frame, result in zip(frames, results):
+        reference = serving(frame)
+        assert _iou(result.mask, reference.mask) > 0.99
+        assert len(result.objects) == len(reference.objects)
+        np.testing.assert_allclose(result.probability, reference.probability, atol=1e-3)
+
+
+def test_a_frame_whose_coarse_logits_are_all_far_below_an_arc_is_arc_free_without_fine_scan_or_crf(tmp_path, frames):
+    serving = _segmenter(tmp_path, constant=-30.0)
+    fast = FastSegmenter(serving, FastScanConfig(), threads=1)
+    scored = []
+    score = fast.score
+    fast.score = lambda patches: scored.append(len(patches)) or score(patches)
+    result = fast(frames[0])
+    reference = serving(frames[0])
+    assert not result.mask.any() and not reference.mask.any() and result.objects == []
+    assert result.crf_ms == 0.0 and reference.crf_ms > 0
+    ys = np.arange(0, 256, 32)  # the coarse grid: a quarter of the serving scan's points or fewer
+    assert sum(scored) <= (len(ys) + 1) ** 2 < (256 // 16 + 1) ** 2
+
+
+def test_a_frame_just_above_the_skip_logit_is_scanned_finely(tmp_path, frames):
+    config = FastScanConfig(skip_logit=-4.0)
+    serving = _segmenter(tmp_path, constant=-3.9)
+    fast = FastSegmenter(serving, config, threads=1)
+    result = fast(frames[0])
+    assert result.crf_ms > 0  # not skipped: the CRF ran
+
+
+def test_bad_fast_path_settings_are_refused(tmp_path):
+    serving = _segmenter(tmp_path)
+    with pytest.raises(InputError, match="multiple of scan.stride"):
+        FastSegmenter(serving, FastScanConfig(coarse_stride=24))
+    with pytest.raises(InputError, match="unknown runtime"):
+        FastSegmenter(serving, FastScanConfig(runtime="tensorrt"))
+    with pytest.raises(InputError, match="unknown parameters"):
+        settings_from({"archive": {"coarse_strid": 32}})
