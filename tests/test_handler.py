@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 MODEL_INFO = {"name": "arcscan-arc", "version": "test-1"}
 FRAME_KEYS = {"index", "timestamp", "site", "imager", "mask_png", "arc_fraction", "sky", "objects", "scan_ms", "crf_ms"}
-OBJECT_KEYS = {"area", "length", "mean_width", "orientation_deg", "centroid_x", "centroid_y", "mean_intensity"}
+OBJECT_KEYS = {"area", "length", "mean_width", "orientation_deg", "centroid_x", "centroid_y", "mean_intensity", "geo"}  # geo: physical figures (arcscan.geo), null without a geometry
 
 
 # ----------------------------------------------------------------------------- handler
