@@ -26,7 +26,10 @@ else
   commit=$(git rev-parse "${REVISION:-HEAD}")
   context=$(mktemp -d /var/tmp/arcscan-context.XXXXXX)
   trap 'rm -rf "$context"' EXIT
-  git archive "$commit" | tar -x -C "$context"
+  git -c tar.umask=0022 archive "$commit" | tar -x -C "$context"
+  # buildah's layer cache keys a COPY on the files' mtimes too: one fixed time, so that a layer
+  # (above all the 5 GB dependency layer) is rebuilt only when the content of its files changes.
+  find "$context" -exec touch -h -d "@${SOURCE_DATE_EPOCH:-0}" {} +
 fi
 mkdir -p reports
 records=()
