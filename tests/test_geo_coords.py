@@ -67,3 +67,13 @@ def test_magnetic_local_time_turns_an_hour_per_15_degrees():
     mlt = magnetic_local_time(np.array([0.0, 15.0, 30.0]), WHEN)
     assert np.allclose(np.diff(mlt), 1.0)
     assert ((0 <= mlt) & (mlt < 24)).all()
+
+
+def test_magnetic_coordinates_are_nan_outside_the_aacgm_years():
+    # a frame dated outside the coefficients (the synthetic benchmark frames are 2030) must not
+    # stop a segmentation: its magnetic figures are undefined, the rest is measured
+    for when in (datetime(1985, 1, 1), datetime(2030, 1, 1, 6, tzinfo=timezone.utc)):
+        mlat, mlon = magnetic([65.0, 66.0], [-147.0, -147.0], 110.0, when)
+        assert mlat.shape == (2,) and np.isnan(mlat).all() and np.isnan(mlon).all()
+        assert np.isnan(magnetic_local_time([10.0], when)).all()
+    assert np.isfinite(magnetic([65.0], [-147.0], 110.0, datetime(2029, 12, 31))[0]).all()

@@ -75,22 +75,34 @@ def from_east_north(site: Site, east_km: np.ndarray, north_km: np.ndarray, altit
     return np.asarray(lat), lon
 
 
+AACGM_YEARS = (1990, 2030)  # the years aacgmv2 2.7's coefficients cover (IGRF-14 with its secular variation)
+
+
 def magnetic(latitude: np.ndarray, longitude: np.ndarray, altitude_km: float, when: datetime) -> tuple[np.ndarray, np.ndarray]:
     """AACGM-v2 magnetic latitude and longitude (degrees) of geographic points at
     ``altitude_km``, with the coefficients of ``when``; NaN where AACGM is undefined."""
     import aacgmv2  # the geo extra; the rest of this module needs only pymap3d (a core dependency: the synthetic imager uses it)
 
     latitude, longitude = np.broadcast_arrays(np.atleast_1d(np.asarray(latitude, float)), np.atleast_1d(np.asarray(longitude, float)))
+    if not aacgm_defined(when):
+        return np.full(latitude.shape, np.nan), np.full(latitude.shape, np.nan)
     mlat, mlon, _ = aacgmv2.convert_latlon_arr(latitude.ravel(), longitude.ravel(), altitude_km, _naive_utc(when), method_code="G2A")
     return np.asarray(mlat).reshape(latitude.shape), np.asarray(mlon).reshape(latitude.shape)
 
 
 def magnetic_local_time(magnetic_longitude: np.ndarray, when: datetime) -> np.ndarray:
-    """Magnetic local time (hours) of AACGM-v2 longitudes at ``when``."""
+    """Magnetic local time (hours) of AACGM-v2 longitudes at ``when``; NaN where undefined."""
     import aacgmv2
 
     values = np.atleast_1d(np.asarray(magnetic_longitude, float))
+    if not aacgm_defined(when):
+        return np.full(values.shape, np.nan)
     return np.asarray(aacgmv2.convert_mlt(values.ravel(), _naive_utc(when), m2a=False)).reshape(values.shape)
+
+
+def aacgm_defined(when: datetime) -> bool:
+    """Whether AACGM-v2 has coefficients for ``when`` (outside them aacgmv2 raises or answers -1)."""
+    return AACGM_YEARS[0] <= _naive_utc(when).year < AACGM_YEARS[1]
 
 
 def _naive_utc(when: datetime) -> datetime:
