@@ -20,17 +20,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-import torch
-import yaml
 
 from arcscan.config import load_settings
-from arcscan.core.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from arcscan.core.model import load_checkpoint
 from arcscan.core.segment import ArcObject, frame_record
 from arcscan.core.synth import SYNTHETIC_SITE, write_minute
 from arcscan.geo.arcs import ArcGeo
 from arcscan.geo.catalog import COLUMNS, SCHEMA, CsvAppender, catalog_rows, read_catalog, table, write_csv, write_parquet
 from arcscan.io.frames import decode_frames, read_frames
 from arcscan.core.render import mask_png
+
+from conftest import write_all_arc_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 GAKO_L1 = ROOT / "data" / "real" / "valid" / "thg_l1_asf_gako_2011010617_v01.cdf"
@@ -43,18 +43,7 @@ def workspace(tmp_path_factory) -> Path:
     if not GAKO_L1.is_file():
         pytest.skip(f"{GAKO_L1} not present (make data)")
     folder = tmp_path_factory.mktemp("catalog")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["scan"]["stride"] = 32
-    for profile in params["sky"]["imagers"]:
-        for key in ("elevation", "azimuth"):
-            if key in profile:
-                profile[key] = str(ROOT / profile[key])
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    model = build_model(ModelConfig())
-    with torch.no_grad():
-        model.fc.weight.zero_()
-        model.fc.bias.fill_(6.0)
-    save_checkpoint(folder / "all-arc.pt", model, ModelConfig())
+    write_all_arc_workspace(folder)
     return folder
 
 

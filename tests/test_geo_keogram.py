@@ -10,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
-import yaml
 
-from arcscan.core.model import ModelConfig, build_model, save_checkpoint
 from arcscan.core.synth import SYNTHETIC_SITE, write_minute
 from arcscan.geo.catalog import read_catalog
 from arcscan.geo.keogram import meridian_pixels
 from arcscan.geo.skymap import fisheye_geometry
+
+from conftest import write_all_arc_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 GAKO_L1 = ROOT / "data" / "real" / "valid" / "thg_l1_asf_gako_2011010617_v01.cdf"
@@ -29,18 +28,7 @@ def workspace(tmp_path_factory) -> Path:
     """params.yaml with absolute calibration paths and a coarse scan, the all-arc model (a
     ResNet18 whose last layer calls every patch an arc) and a synthetic night."""
     folder = tmp_path_factory.mktemp("keogram")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["scan"]["stride"] = 32
-    for profile in params["sky"]["imagers"]:
-        for key in ("elevation", "azimuth"):
-            if key in profile:
-                profile[key] = str(ROOT / profile[key])
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    model = build_model(ModelConfig())
-    with torch.no_grad():
-        model.fc.weight.zero_()
-        model.fc.bias.fill_(6.0)
-    save_checkpoint(folder / "all-arc.pt", model, ModelConfig())
+    write_all_arc_workspace(folder)
     for minute in range(3):
         write_minute(folder / "night", 40 + minute, datetime(2026, 1, 1, 6, minute, tzinfo=timezone.utc), n_frames=2)
     return folder
