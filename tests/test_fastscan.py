@@ -18,10 +18,13 @@ from arcscan.io.frames import read_frames
 SETTINGS = settings_from(load_params("params.yaml"))
 
 
-def _segmenter(tmp_path, constant: float | None = None):
-    """The serving segmenter of a random model (``constant``: one logit for every patch)."""
+def _segmenter(tmp_path, constant: float | None = None, gain: float = 1.0):
+    """The serving segmenter of a random model (``constant``: one logit for every patch;
+    ``gain``: its output layer scaled, so that its logits spread over several units)."""
     torch.manual_seed(0)
     model = build_model(ModelConfig())
+    with torch.no_grad():
+        model.fc.weight *= gain
     if constant is not None:
         torch.nn.init.zeros_(model.fc.weight)
         torch.nn.init.constant_(model.fc.bias, constant)
@@ -82,7 +85,28 @@ def test_bad_fast_path_settings_are_refused(tmp_path):
     serving = _segmenter(tmp_path)
     with pytest.raises(InputError, match="multiple of scan.stride"):
         FastSegmenter(serving, FastScanConfig(coarse_stride=24))
-    with pytest.raises(InputError, match="unknown runtime"):
+    with pytest.raises(InputError, match="unknown runtime .*onnxruntime-int8"):
         FastSegmenter(serving, FastScanConfig(runtime="tensorrt"))
     with pytest.raises(InputError, match="unknown parameters"):
         settings_from({"archive": {"coarse_strid": 32}})
+
+
+def test_the_int8_runtime_scores_patches_as_the_float_model_does(tmp_path, frames):
+    """ONNX Runtime's int8 model (calibrated on a fixed synthetic minute) scores the frame's
+    patches as the float model does, but for a few outliers, and its masks agree with the
+    serving path's."""
+    serving = _segmenter(tmp_path, gain=300.0)
+    int8 = FastSegmenter(serving, FastScanConfig(runtime="onnxruntime-int8"), threads=1)
+    exact = FastSegmenter(serving, FastScanConfig(runtime="onnxruntime"), threads=1)
+    windows = torch.nn.functional.unfold(torch.from_numpy(serving_view(serving, frames[0]))[None, None], 32, stride=16)
+    patches = windows.transpose(1, 2).reshape(-1, 1, 32, 32).numpy()
+    low, high = int8.score(patches), exact.score(patches)
+    assert np.corrcoef(low, high)[0, 1] > 0.97
+    assert np.median(np.abs(low - high)) < 0.05 * np.ptp(high)
+    assert _iou(int8(frames[0]).mask, serving(frames[0]).mask) > 0.95
+
+
+def serving_view(segmenter, frame) -> np.ndarray:
+    from arcscan.core.preprocess import model_view
+
+    return model_view(frame, segmenter.sky_of(frame), segmenter.preprocess).model01

@@ -11,7 +11,7 @@ coarse grid's interpolated logits. Then the CRF and the arc objects run as in
 :class:`arcscan.core.segment.Segmenter`, whose preprocessing, settings and tail it shares.
 
 Patches are scored by a :data:`PatchScorer`: ONNX Runtime on CPU (the checkpoint exported in
-memory; measured about twice as fast as torch here), the torch model where a GPU is present.
+memory), optionally quantised to int8, or the torch model where a GPU is present.
 ``benchmarks/speed.py`` measures it against the stride-1 reference and the serving path.
 """
 
@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import tempfile
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -63,13 +64,17 @@ def torch_scorer(model: torch.nn.Module) -> PatchScorer:
     return score
 
 
-def onnx_scorer(model: torch.nn.Module, config: ModelConfig, threads: int) -> PatchScorer:
+def onnx_scorer(model: torch.nn.Module, config: ModelConfig, threads: int, calibration: np.ndarray | None = None) -> PatchScorer:
     """Patches scored by ONNX Runtime (CPU, ``threads`` intra-op threads) on the model
-    exported in memory."""
+    exported in memory; with ``calibration`` patches, quantised to int8 first (static, QDQ,
+    per-channel weights, activation ranges from those patches)."""
     import onnxruntime
 
     with tempfile.TemporaryDirectory(prefix="arcscan-onnx-") as folder:
-        exported = export_onnx(model, config, Path(folder) / "model.onnx").read_bytes()
+        exported = export_onnx(model, config, Path(folder) / "model.onnx")
+        if calibration is not None:
+            exported = quantize_int8(exported, calibration, Path(folder) / "model-int8.onnx")
+        exported = exported.read_bytes()
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = onnxruntime.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
@@ -81,16 +86,61 @@ def onnx_scorer(model: torch.nn.Module, config: ModelConfig, threads: int) -> Pa
     return score
 
 
-def pick_scorer(model: torch.nn.Module, config: ModelConfig, runtime: str, threads: int) -> PatchScorer:
-    """The scorer of ``runtime``: ``onnxruntime``, ``torch`` or ``auto`` (torch on a CUDA
-    model, ONNX Runtime otherwise)."""
+def quantize_int8(model_path: Path, calibration: np.ndarray, output: Path, batch: int = 128) -> Path:
+    """The ONNX model at ``model_path`` quantised to int8 (ONNX Runtime's static QDQ
+    quantisation; activation ranges: min/max over the ``calibration`` patches)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Patches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(np.ascontiguousarray(calibration[i : i + batch]) for i in range(0, len(calibration), batch))
+
+        def get_next(self) -> dict | None:
+            patches = next(self.batches, None)
+            return None if patches is None else {"patches": patches}
+
+    prepared = output.with_suffix(".pre.onnx")
+    quant_pre_process(str(model_path), str(prepared))
+    quantize_static(str(prepared), str(output), Patches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return output
+
+
+def calibration_patches(segmenter: Segmenter, frames: int = 4, seed: int = 0) -> np.ndarray:
+    """Patches (n, 1, size, size) for int8 calibration: the serving grid's patches of a fixed
+    synthetic minute (:func:`arcscan.core.synth.generate_minute`), through the model's own
+    preprocessing, so every actor and every run quantises alike."""
+    from arcscan.core.synth import generate_minute
+
+    minute, _ = generate_minute(seed, datetime(2020, 1, 1, 6, tzinfo=timezone.utc), n_frames=frames)
+    patches = []
+    for frame in minute:
+        view = model_view(frame, segmenter.sky_of(frame), segmenter.preprocess)
+        ys, xs, needed = scan_grid(view.model01.shape, view.model_sky, segmenter.scan.stride)
+        gy, gx = np.nonzero(needed)
+        windows = patch_windows(view.model01, segmenter.scan.patch_size)
+        patches.append(windows[torch.from_numpy(ys[gy]), torch.from_numpy(xs[gx])].unsqueeze(1).numpy())
+    return np.concatenate(patches)
+
+
+RUNTIMES = ("auto", "onnxruntime", "onnxruntime-int8", "torch")
+
+
+def pick_scorer(segmenter: Segmenter, runtime: str, threads: int) -> PatchScorer:
+    """The scorer of ``runtime`` for the segmenter's model: ``onnxruntime``,
+    ``onnxruntime-int8`` (quantised on :func:`calibration_patches`), ``torch`` or ``auto``
+    (torch on a CUDA model, ONNX Runtime otherwise)."""
+    model, config = segmenter.model, ModelConfig(patch_size=segmenter.scan.patch_size)
     if runtime == "auto":
         runtime = "torch" if next(model.parameters()).is_cuda else "onnxruntime"
     if runtime == "torch":
         return torch_scorer(model)
     if runtime == "onnxruntime":
         return onnx_scorer(model, config, threads)
-    raise InputError(f"archive.runtime: unknown runtime {runtime!r} (auto, onnxruntime, torch)")
+    if runtime == "onnxruntime-int8":
+        return onnx_scorer(model, config, threads, calibration_patches(segmenter))
+    raise InputError(f"archive.runtime: unknown runtime {runtime!r} ({', '.join(RUNTIMES)})")
 
 
 @dataclass
@@ -116,8 +166,7 @@ class FastSegmenter:
         if config.coarse_stride % stride or config.coarse_stride < stride:
             raise InputError(f"archive.coarse_stride {config.coarse_stride} is not a multiple of scan.stride {stride}")
         self.segmenter, self.config = segmenter, config
-        model_args = ModelConfig(patch_size=segmenter.scan.patch_size)
-        self.score = scorer or pick_scorer(segmenter.model, model_args, config.runtime, threads or torch.get_num_threads())
+        self.score = scorer or pick_scorer(segmenter, config.runtime, threads or torch.get_num_threads())
 
     def _plan(self, frame: Frame) -> _Plan:
         view = model_view(frame, self.segmenter.sky_of(frame), self.segmenter.preprocess)
