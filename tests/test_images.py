@@ -154,13 +154,21 @@ def post_frame(url: str, path: Path, token: str | None) -> requests.Response:
     return requests.post(url, data=path.read_bytes(), headers=headers, timeout=300)
 
 
-def first_answer(url: str, token: str, containers: list[str], timeout_s: float = 420) -> requests.Response:
-    """POST the real THEMIS file until it is answered (TorchServe loads the model first)."""
+def logs(name: str) -> str:
+    """The last lines a container wrote (stdout and stderr), or why there are none."""
+    found = podman("logs", "--tail", "60", name, check=False)
+    return (found.stdout + found.stderr)[-4000:]
+
+
+def first_answer(url: str, token: str, containers: list[str], timeout_s: float = 420, init: tuple[str, ...] = ()) -> requests.Response:
+    """POST the real THEMIS file until it is answered (TorchServe loads the model first); a
+    container that stopped fails the test with its logs and those of the ``init`` containers."""
     deadline = time.monotonic() + timeout_s
     while True:
         for name in containers:
-            state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
-            assert state == "running", f"{name} is {state}:\n{podman('logs', '--tail', '60', name, check=False).stderr[-4000:]}"
+            state = podman("inspect", "--format", "{{.State.Status}}", name, check=False).stdout.strip()
+            before = "".join(f"\ninit container {i}:\n{logs(i)}" for i in init)
+            assert state == "running", f"{name} is {state or 'missing'}:\n{logs(name)}{before}"
         try:
             answer = post_frame(url, REAL_THEMIS, token)
             if answer.status_code == 200:
@@ -474,11 +482,14 @@ def test_kube_play_of_the_dev_deployment_serves_the_champion(dev_objects, regist
             (tmp_path / f"{name}.json").write_text(json.dumps(data))
             podman("secret", "create", name, str(tmp_path / f"{name}.json"))
         start = time.monotonic()
-        podman("kube", "play", str(manifest), timeout=900)
+        played = podman("kube", "play", str(manifest), timeout=900, check=False)
         pod = "arcscan-torchserve-pod-0"
         spec = checks.pod_template(docs[-1])["spec"]
         names = [f"{pod}-{c['name']}" for c in checks.containers(spec, init=False)]
-        answer = first_answer(f"http://127.0.0.1:{port}/predictions/arcscan", stream_token(dev_objects), names)
+        init = tuple(f"{pod}-{c['name']}" for c in spec.get("initContainers", []))
+        assert played.returncode == 0, f"kube play -> {played.returncode}\n{played.stdout[-3000:]}\n{played.stderr[-3000:]}" + "".join(
+            f"\ninit container {i}:\n{logs(i)}" for i in init)
+        answer = first_answer(f"http://127.0.0.1:{port}/predictions/arcscan", stream_token(dev_objects), names, init=init)
         STARTUP["kube play: fetch champion (init container) + torchserve + auth proxy -> first frame answered"] = round(time.monotonic() - start, 1)
         check_answer(answer.json(), REAL_THEMIS.name, read_frames(REAL_THEMIS),
                      model={"name": MODEL_NAME, "version": champion.json()["model_version"]["version"]})
