@@ -69,7 +69,7 @@ test-k8s: $(STAMP) tools  ## only the offline deployment checks (images, manifes
 podman:  ## podman, buildah, runc, catatonit, debootstrap from Debian and their settings (containers/install-podman.sh)
 	bash containers/install-podman.sh
 
-images: podman  ## build every image with podman, one at a time, from a local Debian base (containers/images.sh; about 25 min cold)
+images: podman data  ## build every image with podman, one at a time, from a local Debian base (containers/images.sh; about 25 min cold)
 	bash containers/images.sh
 
 test-images: data tools images  ## build the images, then run them: serving pod, training against MLflow, podman kube play (tests/test_images.py)

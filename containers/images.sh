@@ -3,8 +3,9 @@
 # the local Debian base first (containers/make-base.sh, once), then each target of
 # containers/Dockerfile, tagged as the manifests name them (arcscan/<target>:$TAG, stored as
 # localhost/arcscan/<target>:$TAG). The build context is the committed tree (git archive of
-# $REVISION, default HEAD: the image holds exactly the commit its revision label names, not
-# uncommitted edits); CONTEXT=. builds the working tree instead. Prints and records each build's
+# $REVISION, default HEAD, plus the DVC-tracked imager calibrations data/real/cal: the image holds
+# exactly the commit its revision label names, not uncommitted edits); CONTEXT=. builds the
+# working tree instead. Prints and records each build's
 # time and the image size in reports/images_build.json.
 #   bash containers/images.sh [TARGET...]      (make images; default: mlflow serving training)
 # --format docker keeps the HEALTHCHECKs (the OCI format has none).
@@ -29,6 +30,9 @@ else
   git -c tar.umask=0022 archive "$commit" | tar -x -C "$context"
   # buildah's layer cache keys a COPY on the files' mtimes too: one fixed time, so that a layer
   # (above all the 5 GB dependency layer) is rebuilt only when the content of its files changes.
+  # the imager calibrations (DVC-tracked, not in git; `make data` fetches them) join the context
+  [ -d data/real/cal ] || { echo "data/real/cal is missing: run make data first" >&2; exit 1; }
+  mkdir -p "$context/data/real" && cp -R data/real/cal "$context/data/real/cal"
   find "$context" -exec touch -h -d "@${SOURCE_DATE_EPOCH:-0}" {} +
 fi
 mkdir -p reports

@@ -499,3 +499,35 @@ def test_kube_play_of_the_dev_deployment_serves_the_champion(dev_objects, regist
         podman("kube", "down", str(manifest), check=False)
         for name in secrets:
             podman("secret", "rm", name, check=False)
+
+
+# ------------------------------------------------------------------------------- archive (Ray)
+
+
+def test_training_image_reprocesses_an_archive_on_embedded_ray_as_the_rayjob_declares(dev_objects, tmp_path):
+    """The RayJob's entrypoint in the training image (the RayJob's image) with the head's user,
+    read-only root, environment and mounts, on embedded Ray instead of the cluster (no
+    RAY_ADDRESS) and with the repository's checkpoint instead of the champion: a real THEMIS
+    file and a corrupt one -> every frame in the catalog once, the corrupt file in the errors
+    table. The imager calibrations params.yaml names are the image's own."""
+    [rayjob] = checks.find(dev_objects, "RayJob", "arcscan-reprocess")
+    spec = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    head = container(spec, "ray-head")
+    archive, catalog = tmp_path / "archive" / "2014" / "03" / "10" / "gill_themis19" / "ut06", tmp_path / "catalog"
+    archive.mkdir(parents=True)
+    shutil.copy(REAL_THEMIS, archive / REAL_THEMIS.name)
+    (archive / "20140310_0601_gill_themis19_full.pgm.gz").write_bytes(b"\x1f\x8b not a gzip stream")
+    catalog.mkdir()
+    catalog.chmod(0o777)  # written by the RayJob's uid, not the test's
+    entrypoint = rayjob["spec"]["entrypoint"].split()
+    command = [*entrypoint[: entrypoint.index("--alias")], "--checkpoint", "/src/models/model.pt", *entrypoint[entrypoint.index("--alias") + 2 :]]
+    sources = {"archive": str(tmp_path / "archive"), "catalog": str(catalog), "tmp": "tmpfs"}
+    result = podman("run", "--rm", *run_flags(dev_objects, spec, head, sources), "--shm-size", "1g",
+                    "--volume", f"{ROOT / 'models'}:/src/models:ro", IMAGES["training"], *command, timeout=1200, check=False)
+    assert result.returncode == 0, f"reprocess exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    from arcscan.archive.manifest import Catalog
+
+    frames = Catalog(catalog).table("frames").to_pylist()
+    assert sorted(f["frame"] for f in frames) == list(range(len(read_frames(REAL_THEMIS))))
+    errors = Catalog(catalog).table("errors").to_pylist()
+    assert [Path(e["file"]).name for e in errors] == ["20140310_0601_gill_themis19_full.pgm.gz"], errors
