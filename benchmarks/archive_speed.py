@@ -17,6 +17,10 @@ arcs (held-out synthetic nights of ``data/test``, Poker Flat DASC of ``data/real
 - ``reference``: stride 1 (every pixel classified by its own patch) on ``--reference-frames``
   of the frames (half arc-free), the slowest by far.
 
+Each path runs on the arc-free frames, then on the frames with arcs: its seconds per frame of
+each kind give the speed-up at any share of arc-free frames (the archive's is higher than the
+benchmark's half). The archive path also runs with ``runtime: onnxruntime-int8`` (int8 patches).
+
 Reported: frames/s of each path; the archive path's mask IoU against the reference (pooled
 over the reference frames) and against the serving path (all frames); arcs of the serving path
 that the archive path misses (a serving-path arc no archive-path arc overlaps) and the other
@@ -94,6 +98,22 @@ def timed(function, *args):
     start = time.perf_counter()
     result = function(*args)
     return result, time.perf_counter() - start
+
+
+def timed_by_kind(segment, arc_free: list[Frame], with_arcs: list[Frame]) -> tuple[list, dict[str, float]]:
+    """Results of ``segment`` on the arc-free frames then the frames with arcs, and its seconds
+    on each kind and in all."""
+    free, free_s = timed(segment, arc_free)
+    arcs, arcs_s = timed(segment, with_arcs)
+    return free + arcs, {"arc_free": free_s, "with_arcs": arcs_s, "all": free_s + arcs_s}
+
+
+def speedup_at(share: float, serving: dict[str, float], archive: dict[str, float], counts: dict[str, int]) -> float:
+    """Serving time over archive time per frame for an archive whose ``share`` of frames is
+    arc-free, from the seconds per frame of each kind measured here."""
+    per_frame = lambda seconds, kind: seconds[kind] / counts[kind]
+    cost = lambda seconds: share * per_frame(seconds, "arc_free") + (1 - share) * per_frame(seconds, "with_arcs")
+    return cost(serving) / cost(archive)
 
 
 class PeakMemory:
@@ -178,9 +198,13 @@ def main() -> None:
     arc_free, with_arcs = pick(free_files, count), pick(arc_files, count)
     frames = arc_free + with_arcs
 
-    archive.segment_batch(frames[:1])  # warm-up (ONNX Runtime's first run)
-    served, serving_s = timed(lambda: [serving(f) for f in frames])
-    fast, archive_s = timed(archive.segment_batch, frames)
+    int8 = FastSegmenter(serving, replace(settings.archive, runtime="onnxruntime-int8"), threads=threads)
+    for path in (archive, int8):
+        path.segment_batch(frames[:1])  # warm-up (ONNX Runtime's first run)
+    # each path on the arc-free frames, then on the frames with arcs: seconds per frame of each kind
+    served, serving_s = timed_by_kind(lambda fs: [serving(f) for f in fs], arc_free, with_arcs)
+    fast, archive_s = timed_by_kind(archive.segment_batch, arc_free, with_arcs)
+    quantised, int8_s = timed_by_kind(int8.segment_batch, arc_free, with_arcs)
     n_ref = 1 if args.quick else args.reference_frames
     chosen = sorted({*range(min(n_ref - n_ref // 2, len(arc_free))), *range(len(arc_free), len(arc_free) + n_ref // 2)})
     stride1 = settings.segmenter(load_checkpoint(args.checkpoint))
@@ -188,6 +212,8 @@ def main() -> None:
     reference, reference_s = timed(lambda: [stride1(frames[i]) for i in chosen])
 
     min_area = settings.objects.min_area
+    counts = {"arc_free": len(arc_free), "with_arcs": len(with_arcs)}
+    int8_misses = [missed_arcs(q.mask, s.mask, min_area) for q, s in zip(quantised, served)]
     misses = [missed_arcs(f.mask, s.mask, min_area) for f, s in zip(fast, served)]
     extra = [missed_arcs(s.mask, f.mask, min_area) for f, s in zip(fast, served)]
     per_frame = [
@@ -199,11 +225,21 @@ def main() -> None:
         "frames": len(frames), "real_arc_free_frames": len(arc_free),
         "arc_free_share_real": len(arc_free) / len(frames),
         "arc_free_share_serving": sum(1 for s in served if not s.objects) / len(frames),
-        "serving_frames_per_second": len(frames) / serving_s,
-        "archive_frames_per_second": len(frames) / archive_s,
-        "archive_over_serving": serving_s / archive_s,
+        "serving_frames_per_second": len(frames) / serving_s["all"],
+        "archive_frames_per_second": len(frames) / archive_s["all"],
+        "archive_over_serving": serving_s["all"] / archive_s["all"],
+        "seconds_per_frame": {name: {kind: seconds[kind] / counts[kind] for kind in counts}
+                              for name, seconds in (("serving", serving_s), ("archive", archive_s), ("archive_int8", int8_s))},
+        "archive_over_serving_at_arc_free_share": {share: speedup_at(share, serving_s, archive_s, counts) for share in (0.5, 0.7, 0.8, 0.9, 0.95)},
+        "int8": {
+            "frames_per_second": len(frames) / int8_s["all"], "over_serving": serving_s["all"] / int8_s["all"],
+            "over_serving_at_arc_free_share": {share: speedup_at(share, serving_s, int8_s, counts) for share in (0.5, 0.7, 0.8, 0.9, 0.95)},
+            "iou_vs_serving": _iou([(q.mask, s.mask) for q, s in zip(quantised, served)]),
+            "arcs_missed_vs_serving": sum(m for m, _ in int8_misses),
+        },
         "reference_frames": len(chosen), "reference_frames_per_second": len(chosen) / reference_s,
         "iou_archive_vs_reference": _iou([(fast[i].mask, r.mask) for i, r in zip(chosen, reference)]),
+        "iou_int8_vs_reference": _iou([(quantised[i].mask, r.mask) for i, r in zip(chosen, reference)]),
         "iou_serving_vs_reference": _iou([(served[i].mask, r.mask) for i, r in zip(chosen, reference)]),
         "iou_archive_vs_serving": _iou([(a.mask, s.mask) for a, s in zip(fast, served)]),
         "serving_arcs": sum(t for _, t in misses), "arcs_missed_vs_serving": sum(m for m, _ in misses),
@@ -216,7 +252,9 @@ def main() -> None:
     rays = ray_runs(sorted(set(ray_files)), model, params, layouts)
     report = {
         "summary": {**{k: library[k] for k in ("serving_frames_per_second", "archive_frames_per_second", "archive_over_serving", "iou_archive_vs_reference",
-                                               "iou_serving_vs_reference", "arcs_missed_vs_serving", "arc_free_share_real")},
+                                               "iou_serving_vs_reference", "arcs_missed_vs_serving", "arc_free_share_real",
+                                               "archive_over_serving_at_arc_free_share", "iou_int8_vs_reference")},
+                    "int8_over_serving": library["int8"]["over_serving"], "int8_arcs_missed_vs_serving": library["int8"]["arcs_missed_vs_serving"],
                     **{f"ray_{r['workers']}x{r['threads_per_worker']}_steady_frames_per_second": r["steady_frames_per_second"] for r in rays},
                     **{f"ray_{r['workers']}x{r['threads_per_worker']}_peak_rss_mb": r["peak_rss_mb"] for r in rays}},
         "quick": args.quick,
