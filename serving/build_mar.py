@@ -93,7 +93,10 @@ def build(checkpoint: Path, params: Path, info: dict, output: Path, name: str = 
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="arcscan-mar-") as tmp:
         extra = Path(tmp) / "extra"  # its contents land at the archive's root
-        shutil.copytree(PACKAGE, extra / "arcscan", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        # copied with fresh file times: ZIP (the .mar) cannot store times before 1980, and images
+        # built reproducibly give their files the time 0 (1970; containers/images.sh)
+        shutil.copytree(PACKAGE, extra / "arcscan", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), copy_function=shutil.copyfile)
+        handler = shutil.copyfile(HANDLER, Path(tmp) / HANDLER.name)
         shutil.copyfile(params, extra / "params.yaml")
         for relative in _elevation_maps(params):  # the imager profiles' calibrations travel with the params
             source = next((base / relative for base in (params.parent, ROOT) if (base / relative).is_file()), None)
@@ -113,7 +116,7 @@ def build(checkpoint: Path, params: Path, info: dict, output: Path, name: str = 
                 "--model-name", name,
                 "--version", str(info["version"]),
                 "--serialized-file", str(checkpoint),
-                "--handler", str(HANDLER),
+                "--handler", str(handler),
                 "--extra-files", str(extra),
                 "--export-path", str(export),
             ],

@@ -458,8 +458,6 @@ def kube_play_manifest(objects: list[dict], mlflow_ip: str, host_port: int) -> t
     return docs, secrets
 
 
-@pytest.mark.xfail(reason="open: on 2026-12-01 the Deployment's init container (fetch-champion, serving image built "
-                          "before the geo extra) exited 1 under kube play; not yet diagnosed", strict=False)
 def test_kube_play_of_the_dev_deployment_serves_the_champion(dev_objects, registry, trained, tmp_path):
     """The champion (the trained challenger, promoted with `arcscan promote` from the training
     image) is fetched by the Deployment's own init container and answers a real frame."""
