@@ -199,8 +199,10 @@ def main() -> None:
     frames = arc_free + with_arcs
 
     int8 = FastSegmenter(serving, replace(settings.archive, runtime="onnxruntime-int8"), threads=threads)
-    for path in (archive, int8):
-        path.segment_batch(frames[:1])  # warm-up (ONNX Runtime's first run)
+    # warm-up on one frame of each imager: ONNX Runtime's first run, each imager's calibration read once
+    warm = list({(frame.site, frame.imager): frame for frame in frames}.values())
+    for path in (lambda fs: [serving(f) for f in fs], archive.segment_batch, int8.segment_batch):
+        path(warm)
     # each path on the arc-free frames, then on the frames with arcs: seconds per frame of each kind
     served, serving_s = timed_by_kind(lambda fs: [serving(f) for f in fs], arc_free, with_arcs)
     fast, archive_s = timed_by_kind(archive.segment_batch, arc_free, with_arcs)
