@@ -251,7 +251,6 @@ def serving_pod(dev_objects, tmp_path_factory):
         init = container(spec, "fetch-champion")
         # the repository's checkpoint with the image's params.yaml and the imager calibrations it names
         podman("run", "--rm", *run_flags(dev_objects, spec, init, sources), "--volume", f"{ROOT / 'models'}:/src/models:ro",
-               "--volume", f"{ROOT / 'data' / 'real' / 'cal'}:/opt/arcscan/data/real/cal:ro",
                IMAGES["serving"], "python", "serving/build_mar.py", "--checkpoint", "/src/models/model.pt",
                "--params", "params.yaml", "--version", CHECKPOINT_VERSION, "--output", "/home/model-server/model-store")
         podman("pod", "create", "--name", name, "--publish", f"127.0.0.1:{port}:8443")
