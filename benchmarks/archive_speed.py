@@ -7,8 +7,8 @@ and 2 workers.
 
 Frames: real arc-free frames (THEMIS Gillam minutes of ``data/real/train/arc_free.txt``, the
 THEMIS Gakona level-1 CDF of ``data/real/valid``: clear sky, stars, twilight) and frames with
-arcs (held-out synthetic nights of ``data/test``, Poker Flat DASC of ``data/real/valid``),
-``--frames`` of each. One process, torch and ONNX Runtime on ``train.threads`` threads (2).
+arcs (Poker Flat DASC of ``data/real/valid`` first, then held-out synthetic nights of
+``data/test``), ``--frames`` of each. One process, torch and ONNX Runtime on ``train.threads`` threads (2).
 
 - ``serving``: :class:`~arcscan.core.segment.Segmenter` with params.yaml (what the TorchServe
   handler runs per request: stride-16 scan in torch, CRF), one frame at a time.
@@ -19,7 +19,11 @@ arcs (held-out synthetic nights of ``data/test``, Poker Flat DASC of ``data/real
 
 Each path runs on the arc-free frames, then on the frames with arcs: its seconds per frame of
 each kind give the speed-up at any share of arc-free frames (the archive's is higher than the
-benchmark's half). The archive path also runs with ``runtime: onnxruntime-int8`` (int8 patches).
+benchmark's half). The archive path also runs with ``runtime: onnxruntime-int8`` (int8 patches)
+and, on the frames with arcs, with other ``refine_logit`` values (how wide the fine scan is).
+Milliseconds per patch of each runtime (batches of ``scan.batch_size`` patches, median of 5),
+patches scored per frame by the serving and archive paths and the CRF's seconds per frame with
+arcs (the same CRF in both) say where the time goes.
 
 Reported: frames/s of each path; the archive path's mask IoU against the reference (pooled
 over the reference frames) and against the serving path (all frames); arcs of the serving path
@@ -56,8 +60,10 @@ ROOT = Path(__file__).resolve().parents[1]
 from arcscan.archive.manifest import Catalog  # noqa: E402
 from arcscan.archive.pipeline import Model, run  # noqa: E402
 from arcscan.config import load_settings  # noqa: E402
-from arcscan.core.fastscan import FastSegmenter  # noqa: E402
+from arcscan.core.fastscan import FastSegmenter, PatchScorer, calibration_patches, torch_scorer  # noqa: E402
 from arcscan.core.model import load_checkpoint  # noqa: E402
+from arcscan.core.preprocess import model_view  # noqa: E402
+from arcscan.core.segment import Segmenter, scan_grid  # noqa: E402
 from arcscan.io.frames import Frame, read_frames  # noqa: E402
 
 MB = 2**20
@@ -68,7 +74,7 @@ def source_files(root: Path) -> tuple[list[Path], list[Path]]:
     real = root / "data" / "real"
     names = (real / "train" / "arc_free.txt").read_text().split() if (real / "train" / "arc_free.txt").is_file() else []
     arc_free = [real / "train" / n for n in names if n.endswith(".pgm.gz")] + sorted((real / "valid").glob("*.cdf"))
-    arcs = sorted((root / "data" / "test").glob("*.pgm.gz")) + sorted((real / "valid").glob("*.FITS"))
+    arcs = sorted((real / "valid").glob("*.FITS")) + sorted((root / "data" / "test").glob("*.pgm.gz"))
     return arc_free, arcs
 
 
@@ -114,6 +120,31 @@ def speedup_at(share: float, serving: dict[str, float], archive: dict[str, float
     per_frame = lambda seconds, kind: seconds[kind] / counts[kind]
     cost = lambda seconds: share * per_frame(seconds, "arc_free") + (1 - share) * per_frame(seconds, "with_arcs")
     return cost(serving) / cost(archive)
+
+
+def ms_per_patch(scorer: PatchScorer, patches: np.ndarray, repeats: int = 5) -> float:
+    """Median milliseconds per patch of ``scorer`` on one batch of ``patches``."""
+    scorer(patches)
+    return float(np.median([timed(scorer, patches)[1] for _ in range(repeats)])) * 1000 / len(patches)
+
+
+def serving_patches(segmenter: Segmenter, frame: Frame) -> int:
+    """Patches the serving path scores on ``frame`` (its grid points that reach the sky)."""
+    view = model_view(frame, segmenter.sky_of(frame), segmenter.preprocess)
+    return int(scan_grid(view.model01.shape, view.model_sky, segmenter.scan.stride)[2].sum())
+
+
+def refine_sweep(serving: Segmenter, archive: FastSegmenter, with_arcs: list[Frame], served: list, values: tuple[float, ...], min_area: int) -> list[dict]:
+    """The archive path on the frames with arcs at other ``refine_logit`` values (the same
+    scorer): seconds and patches per frame, mask IoU against the serving path, arcs missed."""
+    rows = []
+    for refine in values:
+        variant = FastSegmenter(serving, replace(archive.config, refine_logit=refine), scorer=archive.score)
+        results, seconds = timed(variant.segment_batch, with_arcs)
+        misses = [missed_arcs(r.mask, s.mask, min_area) for r, s in zip(results, served)]
+        rows.append({"refine_logit": refine, "seconds_per_frame": seconds / len(with_arcs), "patches_per_frame": variant.patches_scored / len(with_arcs),
+                     "iou_vs_serving": _iou([(r.mask, s.mask) for r, s in zip(results, served)]), "arcs_missed_vs_serving": sum(m for m, _ in misses)})
+    return rows
 
 
 class PeakMemory:
@@ -205,7 +236,9 @@ def main() -> None:
         path(warm)
     # each path on the arc-free frames, then on the frames with arcs: seconds per frame of each kind
     served, serving_s = timed_by_kind(lambda fs: [serving(f) for f in fs], arc_free, with_arcs)
+    archive.patches_scored = 0
     fast, archive_s = timed_by_kind(archive.segment_batch, arc_free, with_arcs)
+    archive_patches = archive.patches_scored
     quantised, int8_s = timed_by_kind(int8.segment_batch, arc_free, with_arcs)
     n_ref = 1 if args.quick else args.reference_frames
     chosen = sorted({*range(min(n_ref - n_ref // 2, len(arc_free))), *range(len(arc_free), len(arc_free) + n_ref // 2)})
@@ -214,6 +247,9 @@ def main() -> None:
     reference, reference_s = timed(lambda: [stride1(frames[i]) for i in chosen])
 
     min_area = settings.objects.min_area
+    sweep = refine_sweep(serving, archive, with_arcs, served[len(arc_free):], (-10.0, -6.0) if args.quick else (-10.0, -8.0, -6.0, -4.0), min_area)
+    patches = calibration_patches(serving)[: settings.scan.batch_size]
+    patch_ms = {"torch": ms_per_patch(torch_scorer(serving.model), patches), "onnxruntime": ms_per_patch(archive.score, patches), "onnxruntime-int8": ms_per_patch(int8.score, patches)}
     counts = {"arc_free": len(arc_free), "with_arcs": len(with_arcs)}
     int8_misses = [missed_arcs(q.mask, s.mask, min_area) for q, s in zip(quantised, served)]
     misses = [missed_arcs(f.mask, s.mask, min_area) for f, s in zip(fast, served)]
@@ -233,6 +269,10 @@ def main() -> None:
         "seconds_per_frame": {name: {kind: seconds[kind] / counts[kind] for kind in counts}
                               for name, seconds in (("serving", serving_s), ("archive", archive_s), ("archive_int8", int8_s))},
         "archive_over_serving_at_arc_free_share": {share: speedup_at(share, serving_s, archive_s, counts) for share in (0.5, 0.7, 0.8, 0.9, 0.95)},
+        "patches_per_frame": {"serving": sum(serving_patches(serving, f) for f in frames) / len(frames), "archive": archive_patches / len(frames)},
+        "crf_seconds_per_frame_with_arcs": {name: sum(r.crf_ms for r in results[len(arc_free):]) / 1000 / len(with_arcs) for name, results in (("serving", served), ("archive", fast))},
+        "ms_per_patch": patch_ms, "patch_batch": len(patches),
+        "refine_logit_sweep_on_frames_with_arcs": sweep,
         "int8": {
             "frames_per_second": len(frames) / int8_s["all"], "over_serving": serving_s["all"] / int8_s["all"],
             "over_serving_at_arc_free_share": {share: speedup_at(share, serving_s, int8_s, counts) for share in (0.5, 0.7, 0.8, 0.9, 0.95)},
@@ -249,13 +289,13 @@ def main() -> None:
         "skipped_as_arc_free": sum(1 for row in per_frame if row["archive_skipped_as_arc_free"]),
     }
     model = Model.from_checkpoint(args.checkpoint)
-    ray_files = free_files[:1] + arc_files[:2] if args.quick else free_files + arc_files[:4] + [f for f in arc_files if f.suffix == ".FITS"]
+    ray_files = free_files[:1] + arc_files[:2] if args.quick else free_files + [f for f in arc_files if f.suffix == ".FITS"] + [f for f in arc_files if f.suffix != ".FITS"][:4]
     layouts = [(1, 2), (2, 1)]
     rays = ray_runs(sorted(set(ray_files)), model, params, layouts)
     report = {
         "summary": {**{k: library[k] for k in ("serving_frames_per_second", "archive_frames_per_second", "archive_over_serving", "iou_archive_vs_reference",
                                                "iou_serving_vs_reference", "arcs_missed_vs_serving", "arc_free_share_real",
-                                               "archive_over_serving_at_arc_free_share", "iou_int8_vs_reference")},
+                                               "archive_over_serving_at_arc_free_share", "iou_int8_vs_reference", "ms_per_patch", "patches_per_frame")},
                     "int8_over_serving": library["int8"]["over_serving"], "int8_arcs_missed_vs_serving": library["int8"]["arcs_missed_vs_serving"],
                     **{f"ray_{r['workers']}x{r['threads_per_worker']}_steady_frames_per_second": r["steady_frames_per_second"] for r in rays},
                     **{f"ray_{r['workers']}x{r['threads_per_worker']}_peak_rss_mb": r["peak_rss_mb"] for r in rays}},

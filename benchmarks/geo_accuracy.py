@@ -53,13 +53,14 @@ def skymap_agreement(settings) -> dict:
     return figures
 
 
-def dasc_orientations(settings) -> dict:
+def dasc_reference_orientations(settings) -> tuple[list[float], list[float]]:
+    """Absolute geographic and magnetic orientations (degrees) of the DASC reference arcs
+    that stay away from the horizon (none without ``data/real/valid``)."""
     finder = settings.sky_finder()
     geographic, magnetic = [], []
     for path in sorted((REAL / "valid").glob("PKR_DASC_*.FITS")):
         frame = read_frames(path)[0]
-        geometry = finder.geometry(frame.site, frame.imager, frame.image.shape)
-        measure = partial(arc_geo, ground=geometry.ground(110.0), elevation=geometry.elevation, site=geometry.site, when=frame.timestamp, near_horizon_elevation=20.0)
+        measure = finder.arc_measure(frame.site, frame.imager, frame.image.shape, frame.timestamp)
         with np.load(f"{path}.ref.npz") as reference:
             arcs = reference["arcs"][0]
         for number in range(1, arcs.max() + 1):
@@ -67,6 +68,11 @@ def dasc_orientations(settings) -> dict:
             if not geo.near_horizon:
                 geographic.append(abs(geo.orientation_geo_deg))
                 magnetic.append(abs(geo.orientation_mag_deg))
+    return geographic, magnetic
+
+
+def dasc_orientations(settings) -> dict:
+    geographic, magnetic = dasc_reference_orientations(settings)
     return {"arcs_away_from_horizon": len(geographic), "mean_abs_orientation_geographic_deg": round(float(np.mean(geographic)), 1), "mean_abs_orientation_magnetic_deg": round(float(np.mean(magnetic)), 1)}
 
 

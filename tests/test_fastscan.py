@@ -69,8 +69,8 @@ def test_a_frame_whose_coarse_logits_are_all_far_below_an_arc_is_arc_free_withou
     reference = serving(frames[0])
     assert not result.mask.any() and not reference.mask.any() and result.objects == []
     assert result.crf_ms == 0.0 and reference.crf_ms > 0
-    ys = np.arange(0, 256, 32)  # the coarse grid: a quarter of the serving scan's points or fewer
-    assert sum(scored) <= (len(ys) + 1) ** 2 < (256 // 16 + 1) ** 2
+    ys = np.arange(0, 256, 32)  # the coarse grid: far fewer points than the serving scan's
+    assert sum(scored) <= (len(ys) + 1) ** 2 < (256 // SETTINGS.scan.stride + 1) ** 2
 
 
 def test_a_frame_just_above_the_skip_logit_is_scanned_finely(tmp_path, frames):

@@ -26,7 +26,7 @@ from arcscan.core.synth import AURORA_HEIGHT_KM, SYNTHETIC_SITE, SceneConfig, _o
 from arcscan.geo.arcs import arc_geo
 from arcscan.geo.coords import from_east_north, magnetic
 from arcscan.geo.skymap import fisheye_geometry
-from arcscan.io.frames import read_frames
+from benchmarks.geo_accuracy import dasc_reference_orientations
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEN = datetime(2026, 1, 1, 6, 0, tzinfo=timezone.utc)
@@ -107,9 +107,8 @@ def test_the_segmenters_records_carry_the_physical_figures_of_profiles_with_a_ge
     assert np.array_equal(geometry.elevation, GEOMETRY.elevation, equal_nan=True)
     assert finder.geometry("other", "x", SHAPE) is None
     mask = rendered_band(0.0, 20.0, 300.0)
-    config = finder.config
-    physical = partial(arc_geo, ground=geometry.ground(config.emission_altitude_km), elevation=geometry.elevation, site=geometry.site, when=WHEN, near_horizon_elevation=config.near_horizon_elevation)
-    (arc,) = arc_objects(mask, mask.astype(np.float32), 20, physical)
+    assert finder.arc_measure("other", "x", SHAPE, WHEN) is None
+    (arc,) = arc_objects(mask, mask.astype(np.float32), 20, finder.arc_measure("synt", "themis99", SHAPE, WHEN))
     record = json.loads(json.dumps(asdict(arc)))
     assert record["geo"]["mean_width_km"] == pytest.approx(20.0, rel=0.1)
 
@@ -131,20 +130,7 @@ def test_the_real_dasc_arcs_lie_closer_to_magnetic_than_to_geographic_east_west(
     """The 14 reference arcs of the DASC frames (arcs follow the magnetic field's east-west):
     away from the horizon their magnetic orientation is much nearer zero than their
     geographic one (20 against 40 degrees here; a mirrored calibration would give 60)."""
-    settings = load_settings(ROOT / "params.yaml")
-    finder = settings.sky_finder()
-    geographic, magnetic_turn = [], []
-    for path in sorted((ROOT / "data" / "real" / "valid").glob("PKR_DASC_*.FITS")):
-        frame = read_frames(path)[0]
-        geometry = finder.geometry(frame.site, frame.imager, frame.image.shape)
-        physical = partial(arc_geo, ground=geometry.ground(110.0), elevation=geometry.elevation, site=geometry.site, when=frame.timestamp, near_horizon_elevation=20.0)
-        with np.load(f"{path}.ref.npz") as reference:
-            arcs = reference["arcs"][0]
-        for number in range(1, arcs.max() + 1):
-            geo = physical(*np.nonzero(arcs == number))
-            if not geo.near_horizon:
-                geographic.append(abs(geo.orientation_geo_deg))
-                magnetic_turn.append(abs(geo.orientation_mag_deg))
+    geographic, magnetic_turn = dasc_reference_orientations(load_settings(ROOT / "params.yaml"))
     if not geographic:
         pytest.skip("data/real/valid not present (make data)")
     assert len(geographic) >= 4

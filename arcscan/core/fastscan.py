@@ -12,7 +12,7 @@ coarse grid's interpolated logits. Then the CRF and the arc objects run as in
 
 Patches are scored by a :data:`PatchScorer`: ONNX Runtime on CPU (the checkpoint exported in
 memory), optionally quantised to int8, or the torch model where a GPU is present.
-``benchmarks/speed.py`` measures it against the stride-1 reference and the serving path.
+``benchmarks/archive_speed.py`` measures it against the stride-1 reference and the serving path.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from scipy.ndimage import maximum_filter
 
 from arcscan.core.model import ModelConfig, export_onnx
 from arcscan.core.preprocess import ModelView, model_view
-from arcscan.core.segment import Segmentation, Segmenter, _OUTSIDE_LOGIT, grid_to_pixels, patch_windows, scan_grid
+from arcscan.core.segment import Segmentation, Segmenter, _OUTSIDE_LOGIT, grid_patches, grid_to_pixels, patch_windows, scan_grid
 from arcscan.errors import InputError
 from arcscan.io.frames import Frame
 
@@ -119,8 +119,7 @@ def calibration_patches(segmenter: Segmenter, frames: int = 4, seed: int = 0) ->
         view = model_view(frame, segmenter.sky_of(frame), segmenter.preprocess)
         ys, xs, needed = scan_grid(view.model01.shape, view.model_sky, segmenter.scan.stride)
         gy, gx = np.nonzero(needed)
-        windows = patch_windows(view.model01, segmenter.scan.patch_size)
-        patches.append(windows[torch.from_numpy(ys[gy]), torch.from_numpy(xs[gx])].unsqueeze(1).numpy())
+        patches.append(grid_patches(patch_windows(view.model01, segmenter.scan.patch_size), ys, xs, gy, gx).numpy())
     return np.concatenate(patches)
 
 
@@ -167,6 +166,7 @@ class FastSegmenter:
             raise InputError(f"archive.coarse_stride {config.coarse_stride} is not a multiple of scan.stride {stride}")
         self.segmenter, self.config = segmenter, config
         self.score = scorer or pick_scorer(segmenter, config.runtime, threads or torch.get_num_threads())
+        self.patches_scored = 0  # since construction: what the coarse-to-fine scan costs
 
     def _plan(self, frame: Frame) -> _Plan:
         view = model_view(frame, self.segmenter.sky_of(frame), self.segmenter.preprocess)
@@ -189,11 +189,12 @@ class FastSegmenter:
         for plan, chosen in zip(plans, points):
             gy, gx = np.nonzero(chosen)
             if len(gy):
-                patches.append(plan.windows[torch.from_numpy(plan.ys[gy]), torch.from_numpy(plan.xs[gx])])
+                patches.append(grid_patches(plan.windows, plan.ys, plan.xs, gy, gx))
                 owners.append((plan, gy, gx))
         if not patches:
             return
-        stacked = torch.cat(patches).unsqueeze(1).numpy()
+        stacked = torch.cat(patches).numpy()
+        self.patches_scored += len(stacked)
         logits = np.concatenate([self.score(np.ascontiguousarray(stacked[i : i + batch_size])) for i in range(0, len(stacked), batch_size)])
         start = 0
         for plan, gy, gx in owners:

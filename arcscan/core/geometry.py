@@ -35,8 +35,10 @@ probabilities are resampled back to the frame's own pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from fnmatch import fnmatch
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +49,7 @@ from skimage.transform import resize
 from arcscan.errors import InputError
 
 if TYPE_CHECKING:
+    from arcscan.geo.arcs import ArcGeo
     from arcscan.geo.skymap import PixelGeometry
 
 _ESTIMATE_SIDE = 256  # frames are block-averaged to about this size for the disc estimate
@@ -253,6 +256,25 @@ class SkyFinder:
         if geometry is not None and geometry.shape != tuple(shape):
             raise InputError(f"imager profile {profile.name!r} describes {geometry.shape[1]}x{geometry.shape[0]} pixels, the frames have {shape[1]}x{shape[0]}")
         return geometry
+
+    def arc_measure(self, site: str, imager: str, shape: tuple[int, int], when: datetime | None) -> Callable[[np.ndarray, np.ndarray], ArcGeo | None] | None:
+        """What measures an arc region (its pixel rows and columns) of frames of this site,
+        imager and shape, taken at ``when``, on the emission shell
+        (:func:`arcscan.geo.arcs.arc_geo` at ``emission_altitude_km``), or None without a
+        pixel geometry."""
+        geometry = self.geometry(site, imager, shape)
+        if geometry is None:
+            return None
+        from arcscan.geo.arcs import arc_geo
+
+        return partial(
+            arc_geo,
+            ground=geometry.ground(self.config.emission_altitude_km),
+            elevation=geometry.elevation,
+            site=geometry.site,
+            when=when,
+            near_horizon_elevation=self.config.near_horizon_elevation,
+        )
 
     def __call__(self, image: np.ndarray, site: str = "", imager: str = "", where: str = "input") -> Sky:
         shape = image.shape

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -145,6 +144,12 @@ def patch_windows(image01: np.ndarray, patch_size: int) -> torch.Tensor:
     return padded.unfold(0, patch_size, 1).unfold(1, patch_size, 1)
 
 
+def grid_patches(windows: torch.Tensor, ys: np.ndarray, xs: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> torch.Tensor:
+    """The patches (n, 1, size, size) of :func:`patch_windows` centred on the points
+    (``gy``, ``gx``) of the grid ``ys`` x ``xs``."""
+    return windows[torch.from_numpy(ys[gy]), torch.from_numpy(xs[gx])].unsqueeze(1)
+
+
 def grid_to_pixels(ys: np.ndarray, xs: np.ndarray, grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Per-pixel logits bilinearly interpolated from a grid of logits."""
     if len(ys) == shape[0] and len(xs) == shape[1]:
@@ -160,12 +165,11 @@ def scan_logits(model: torch.nn.Module, image01: np.ndarray, fov: np.ndarray, co
     ys, xs, needed = scan_grid(image01.shape, fov, config.stride)
     gy, gx = np.nonzero(needed)
     windows = patch_windows(image01, config.patch_size)
-    rows, cols = torch.from_numpy(ys[gy]), torch.from_numpy(xs[gx])
     device = next(model.parameters()).device
     scores = []
-    for start in range(0, len(rows), config.batch_size):
-        batch = windows[rows[start : start + config.batch_size], cols[start : start + config.batch_size]]
-        batch = batch.unsqueeze(1).to(device).contiguous(memory_format=torch.channels_last)
+    for start in range(0, len(gy), config.batch_size):
+        batch = grid_patches(windows, ys, xs, gy[start : start + config.batch_size], gx[start : start + config.batch_size])
+        batch = batch.to(device).contiguous(memory_format=torch.channels_last)
         scores.append(model(batch).squeeze(1).float().cpu())
     grid = np.full((len(ys), len(xs)), _OUTSIDE_LOGIT, np.float32)
     if scores:
@@ -191,7 +195,7 @@ def arc_objects(
 ) -> list[ArcObject]:
     """Connected components of a mask (8-connected) with their shape and brightness; regions
     smaller than ``min_area`` pixels are dropped. Length is the skeleton's pixel count.
-    ``physical(rows, cols)`` measures a region on the emission shell (:meth:`Segmenter.physical`)."""
+    ``physical(rows, cols)`` measures a region on the emission shell (:meth:`SkyFinder.arc_measure`)."""
     objects = []
     for region in regionprops(label(mask, connectivity=2), intensity_image=image01):
         if region.area < min_area:
@@ -249,24 +253,6 @@ class Segmenter:
         profile's elevation map has another size; an estimated sky always exists)."""
         return self.find_sky(frame.image, frame.site, frame.imager, f"{frame.source or 'input'}: frame {frame.index}")
 
-    def physical(self, frame: Frame) -> Callable[[np.ndarray, np.ndarray], ArcGeo | None] | None:
-        """What measures an arc of this frame on the emission shell (from its imager profile's
-        pixel geometry, :mod:`arcscan.geo.arcs`), or None without one."""
-        geometry = self.find_sky.geometry(frame.site, frame.imager, frame.image.shape)
-        if geometry is None:
-            return None
-        from arcscan.geo.arcs import arc_geo
-
-        config = self.find_sky.config
-        return partial(
-            arc_geo,
-            ground=geometry.ground(config.emission_altitude_km),
-            elevation=geometry.elevation,
-            site=geometry.site,
-            when=frame.timestamp,
-            near_horizon_elevation=config.near_horizon_elevation,
-        )
-
     def __call__(self, frame: Frame, sky: Sky | None = None) -> Segmentation:
         """Segment a frame (on ``sky`` when the caller has it from :meth:`sky_of`)."""
         sky = self.sky_of(frame) if sky is None else sky
@@ -297,7 +283,7 @@ class Segmenter:
             mask=mask,
             scale=view.scale,
             sky_source=sky.source,
-            objects=arc_objects(mask, view.image01, min_area, self.physical(frame)),
+            objects=arc_objects(mask, view.image01, min_area, self.find_sky.arc_measure(frame.site, frame.imager, shape, frame.timestamp)),
             arc_fraction=float(mask.sum() / sky.mask.sum()),
             scan_ms=scan_ms,
             crf_ms=crf_ms,
