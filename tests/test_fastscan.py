@@ -84,7 +84,7 @@ def test_a_frame_just_above_the_skip_logit_is_scanned_finely(tmp_path, frames):
 def test_bad_fast_path_settings_are_refused(tmp_path):
     serving = _segmenter(tmp_path)
     with pytest.raises(InputError, match="multiple of scan.stride"):
-        FastSegmenter(serving, FastScanConfig(coarse_stride=24))
+        FastSegmenter(serving, FastScanConfig(coarse_stride=3 * SETTINGS.scan.stride // 2))  # not a multiple of it
     with pytest.raises(InputError, match="unknown runtime .*onnxruntime-int8"):
         FastSegmenter(serving, FastScanConfig(runtime="tensorrt"))
     with pytest.raises(InputError, match="unknown parameters"):

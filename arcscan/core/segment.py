@@ -46,7 +46,7 @@ class ScanConfig:
     (1 = reference), patches per forward pass."""
 
     patch_size: int = 32
-    stride: int = 16
+    stride: int = 8
     batch_size: int = 256
 
 
