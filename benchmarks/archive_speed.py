@@ -11,7 +11,7 @@ arcs (Poker Flat DASC of ``data/real/valid`` first, then held-out synthetic nigh
 ``data/test``), ``--frames`` of each. One process, torch and ONNX Runtime on ``train.threads`` threads (2).
 
 - ``serving``: :class:`~arcscan.core.segment.Segmenter` with params.yaml (what the TorchServe
-  handler runs per request: stride-16 scan in torch, CRF), one frame at a time.
+  handler runs per request: the ``scan.stride`` scan in torch, CRF), one frame at a time.
 - ``archive``: :class:`~arcscan.core.fastscan.FastSegmenter` (params.yaml ``archive``: coarse
   scan first, arc-free frames skipped, ONNX Runtime, several frames per batch).
 - ``reference``: stride 1 (every pixel classified by its own patch) on ``--reference-frames``
