@@ -2,6 +2,7 @@
 threshold, on held-out synthetic frames with pixel ground truth.
 
     python benchmarks/quality.py [--seeds 3] [--workers 2] [--resume] [--output reports/bench_quality.json]
+    python benchmarks/quality.py --methods pn,nnpu,pnu_default --output reports/bench_quality_real.json
     python benchmarks/quality.py --quick --output /tmp/q.json   # proves the code runs (< 1 min)
 
 Every learned method sees the same labelled patches (100 arc + 100 other from
@@ -25,6 +26,11 @@ These nights also gave some of the labelled and unlabeled training patches, so t
 optimistic in absolute terms; it serves only to rank the etas, with the metric the pipeline
 promotes on (``pixel_iou_crf``), which a held-out slice of 200 hand-picked patches could not
 measure (and taking it out would change the labelled set every method shares).
+
+``--methods`` trains only the named methods (the eta grid only when a method needs the validated
+eta). Real frames (``data/real/valid``: imagers and scenes training never saw) are scored like
+the synthetic test, plus arc-level detection (:class:`~arcscan.core.metrics.ArcDetection`: reference
+arcs found, predicted arcs real) and the sky claimed on arc-free frames; the no-learning rules too.
 
 Test: every frame of ``data/test`` (nights never used for training) is scanned once per model
 (stride from params.yaml); the CRF runs on the cached probabilities. Pixel IoU and F1 pool the
@@ -66,7 +72,7 @@ sys.path.insert(0, str(ROOT))
 from arcscan.config import Settings, load_settings  # noqa: E402
 from arcscan.io.frames import Frame, read_frames  # noqa: E402
 from arcscan.io.reference import references  # noqa: E402
-from arcscan.core.metrics import MaskAgreement, patch_metrics  # noqa: E402
+from arcscan.core.metrics import ArcDetection, MaskAgreement, patch_metrics  # noqa: E402
 from arcscan.core.model import ModelConfig, load_checkpoint  # noqa: E402
 from arcscan.core.augment import AugmentConfig  # noqa: E402
 from arcscan.core.geometry import SkyFinder, rescale  # noqa: E402
@@ -120,17 +126,24 @@ def boundary_f1(counts: np.ndarray) -> float:
 
 
 class MaskScores:
-    """Pixel IoU/F1 (pooled, :class:`arcscan.core.metrics.MaskAgreement`) and boundary F1."""
+    """Pixel IoU/F1 (pooled, :class:`arcscan.core.metrics.MaskAgreement`), boundary F1 and, on
+    frames with reference arc instances, arc-level detection (reference arcs found, predicted
+    arcs real; regions of at least ``min_area`` model pixels, as the pipeline's objects)."""
 
-    def __init__(self) -> None:
-        self.pixels, self.boundary = MaskAgreement(), np.zeros(4, np.int64)
+    def __init__(self, min_area: int) -> None:
+        self.pixels, self.boundary, self.arcs, self.min_area = MaskAgreement(), np.zeros(4, np.int64), ArcDetection(), min_area
 
-    def add(self, predicted: np.ndarray, truth: np.ndarray, fov: np.ndarray) -> None:
-        self.pixels.add(predicted, truth, fov)
-        self.boundary += boundary_counts(predicted & fov, truth & fov)
+    def add(self, predicted: np.ndarray, frame: "SkyFrame") -> None:
+        self.pixels.add(predicted, frame.truth, frame.fov)
+        self.boundary += boundary_counts(predicted & frame.fov, frame.truth & frame.fov)
+        if frame.arcs is not None:
+            self.arcs.add(predicted, frame.arcs, ~frame.fov, self.min_area)
 
     def result(self) -> dict[str, float]:
-        return {"iou": self.pixels.iou(), "f1": self.pixels.f1(), "boundary_f1": boundary_f1(self.boundary)}
+        scores = {"iou": self.pixels.iou(), "f1": self.pixels.f1(), "boundary_f1": boundary_f1(self.boundary)}
+        if self.arcs.reference:
+            scores |= {"arcs_found": self.arcs.found_share(), "arcs_real": self.arcs.real_share(), "reference_arcs": self.arcs.reference, "predicted_arcs": self.arcs.predicted}
+        return scores
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,6 +158,7 @@ class SkyFrame:
     image01: np.ndarray
     fov: np.ndarray
     truth: np.ndarray
+    arcs: np.ndarray | None = None  # reference arc instances (real frames), for arc-level detection
 
 
 @dataclass
@@ -165,6 +179,7 @@ class Benchmark:
     scan: ScanConfig
     crf: CRFConfig
     augment: AugmentConfig
+    min_area: int  # model pixels: the smallest predicted arc counted (objects.min_area)
 
 
 def sky_frames(paths: list[Path], config: PreprocessConfig, find_sky: SkyFinder, limit: int | None = None) -> list[SkyFrame]:
@@ -187,9 +202,11 @@ def real_sky_frames(folder: Path, settings: Settings, limit: int | None = None) 
         for frame in read_frames(reference.frames)[:limit]:
             view = view_of(frame, find_sky, settings.preprocess)
             scored = view.model_sky & (rescale((~reference.ignore[frame.index]).astype(np.float32), view.scale) > 0.5)
-            truth = rescale((reference.arcs[frame.index] > 0).astype(np.float32), view.scale) > 0.5
+            instances = np.zeros(view.model01.shape, np.int32)
+            for k in np.unique(reference.arcs[frame.index][reference.arcs[frame.index] > 0]):
+                instances[rescale((reference.arcs[frame.index] == k).astype(np.float32), view.scale) > 0.5] = k
             name = f"{reference.frames.name}#{frame.index}"
-            (arcs if truth.any() else arc_free).append(SkyFrame(name, view.model01, scored, truth))
+            (arcs if instances.any() else arc_free).append(SkyFrame(name, view.model01, scored, instances > 0, instances))
     return arcs, arc_free
 
 
@@ -265,7 +282,7 @@ def quick_benchmark(workdir: Path, settings: Settings) -> Benchmark:
 
 
 def _configs(settings: Settings) -> dict:
-    return {"train": settings.train, "augment": settings.augment, "model": settings.model, "scan": settings.scan, "crf": settings.crf}
+    return {"train": settings.train, "augment": settings.augment, "model": settings.model, "scan": settings.scan, "crf": settings.crf, "min_area": settings.objects.min_area}
 
 
 def label_subset(labelled: PatchSet, per_class: int) -> PatchSet:
@@ -323,10 +340,10 @@ def run(spec: RunSpec) -> dict:
         "n_negative": int((labelled.labels == NEGATIVE).sum()),
         "train_seconds": trained.seconds,
         "patch_roc_auc": patch_metrics(bench.test_patches.labels, scores)["roc_auc"],
-        **score_frames(model, bench.test_frames, bench.scan, bench.crf),
-        "validation_iou_crf": score_frames(model, bench.validation_frames, bench.scan, bench.crf)["crf"]["iou"],
-        "real": score_frames(model, bench.real_frames, bench.scan, bench.crf),
-        "real_arcfree_claimed": claimed(model, bench.real_arc_free, bench.scan, bench.crf),
+        **score_frames(model, bench.test_frames, bench),
+        "validation_iou_crf": score_frames(model, bench.validation_frames, bench)["crf"]["iou"],
+        "real": score_frames(model, bench.real_frames, bench),
+        "real_arcfree_claimed": claimed(model, bench.real_arc_free, bench),
     }
     return record
 
@@ -337,19 +354,19 @@ def segment_frame(model: torch.nn.Module, frame: SkyFrame, scan: ScanConfig, crf
     return probability, dense_crf(probability, frame.image01, crf)
 
 
-def claimed(model: torch.nn.Module, frames: list[SkyFrame], scan: ScanConfig, crf: CRFConfig) -> float:
+def claimed(model: torch.nn.Module, frames: list[SkyFrame], bench: Benchmark) -> float:
     """Mean share of the scored sky a model's CRF mask claims on arc-free frames."""
-    shares = [float(segment_frame(model, frame, scan, crf)[1][frame.fov].mean()) for frame in frames]
+    shares = [float(segment_frame(model, frame, bench.scan, bench.crf)[1][frame.fov].mean()) for frame in frames]
     return float(np.mean(shares)) if shares else float("nan")
 
 
-def score_frames(model: torch.nn.Module, frames: list[SkyFrame], scan: ScanConfig, crf: CRFConfig) -> dict:
+def score_frames(model: torch.nn.Module, frames: list[SkyFrame], bench: Benchmark) -> dict:
     """Scan each frame once; the scan mask (p > 0.5) and the CRF mask of the same map."""
-    before, after = MaskScores(), MaskScores()
+    before, after = MaskScores(bench.min_area), MaskScores(bench.min_area)
     for frame in frames:
-        probability, mask = segment_frame(model, frame, scan, crf)
-        before.add(probability > 0.5, frame.truth, frame.fov)
-        after.add(mask, frame.truth, frame.fov)
+        probability, mask = segment_frame(model, frame, bench.scan, bench.crf)
+        before.add(probability > 0.5, frame)
+        after.add(mask, frame)
     return {"scan": before.result(), "crf": after.result()}
 
 
@@ -377,16 +394,17 @@ def unsupervised_mask(image01: np.ndarray, fov: np.ndarray, rule: str) -> np.nda
 
 
 UNSUPERVISED_RULES = ("otsu", "otsu_bgsub", "p95_bgsub")
+REAL_METRICS = ("iou", "f1", "arcs_found", "arcs_real")
 
 
-def unsupervised_scores(frames: list[SkyFrame], arc_free: list[SkyFrame] = ()) -> dict[str, dict]:
+def unsupervised_scores(frames: list[SkyFrame], min_area: int, arc_free: list[SkyFrame] = ()) -> dict[str, dict]:
     """Each rule's pooled scores on ``frames`` and, with ``arc_free`` frames, the mean share
     of their sky it claims."""
     out = {}
     for rule in UNSUPERVISED_RULES:
-        scores = MaskScores()
+        scores = MaskScores(min_area)
         for frame in frames:
-            scores.add(unsupervised_mask(frame.image01, frame.fov, rule), frame.truth, frame.fov)
+            scores.add(unsupervised_mask(frame.image01, frame.fov, rule), frame)
         out[rule] = scores.result()
         if arc_free:
             out[rule]["arcfree_claimed"] = float(np.mean([unsupervised_mask(f.image01, f.fov, rule)[f.fov].mean() for f in arc_free]))
@@ -410,7 +428,7 @@ def summarise(records: list[dict]) -> dict:
         "eta": records[0]["eta_used"],
         "patch_roc_auc": _stats([r["patch_roc_auc"] for r in records]),
         **{stage: {m: _stats([r[stage][m] for r in records]) for m in ("iou", "f1", "boundary_f1")} for stage in ("scan", "crf")},
-        "real": {stage: {m: _stats([r["real"][stage][m] for r in records]) for m in ("iou", "f1")} for stage in ("scan", "crf")} if all("real" in r for r in records) else None,
+        "real": {stage: {m: _stats([r["real"][stage][m] for r in records]) for m in REAL_METRICS if m in records[0]["real"][stage]} for stage in ("scan", "crf")} if all("real" in r for r in records) else None,
         "real_arcfree_claimed": _stats([r["real_arcfree_claimed"] for r in records]) if all("real_arcfree_claimed" in r for r in records) else None,
     }
 
@@ -418,13 +436,26 @@ def summarise(records: list[dict]) -> dict:
 class Plan:
     """Which runs make which method, in the order they are trained (most important first)."""
 
-    def __init__(self, prior: float, seeds: int, quick: bool, default_eta: float | str) -> None:
+    def __init__(self, prior: float, seeds: int, quick: bool, default_eta: float | str, selected: list[str] | None = None) -> None:
         self.prior, self.seeds, self.default_eta = prior, list(range(seeds)), default_eta
         self.eta_grid = (0.0, 1.0) if quick else ETA_GRID
         self.quick = quick
+        self.selected = selected  # method names to run (None: all)
         self.best_eta: float | None = None
 
+    @property
+    def needs_validation(self) -> bool:
+        """Whether a selected method trains with the validated eta."""
+        return self.selected is None or any(n == "pnu_validated" or n.startswith("pnu_sens") for n in self.selected)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the methods' runs are known (after the validation, when one is needed)."""
+        return self.best_eta is not None or not self.needs_validation
+
     def validation_runs(self) -> list[RunSpec]:
+        if not self.needs_validation:
+            return []
         extra = [] if self.quick else [RunSpec("heuristic", self.prior, 0), RunSpec(0.0, self.prior, 0, supervised=True)]
         return [RunSpec(eta, self.prior, 0) for eta in self.eta_grid] + extra
 
@@ -434,6 +465,11 @@ class Plan:
         return "heuristic" if self.best_eta == 0.0 else self.best_eta
 
     def methods(self) -> dict[str, list[RunSpec]]:
+        """Every method's runs, or the selected ones'."""
+        methods = self.all_methods()
+        return methods if self.selected is None else {name: methods[name] for name in self.selected}
+
+    def all_methods(self) -> dict[str, list[RunSpec]]:
         prior, seeds, best = self.prior, self.seeds, self.best_eta
         methods = {"pn": [RunSpec(0.0, prior, s) for s in seeds], "nnpu": [RunSpec(1.0, prior, s) for s in seeds], "pnu_validated": [RunSpec(best, prior, s) for s in seeds]}
         if self.quick:
@@ -475,7 +511,7 @@ def build_report(plan: Plan, records: dict[str, dict], bench: Benchmark, extras:
     """The JSON report from the finished runs (methods with no finished run are left out and
     listed under ``missing``)."""
     methods, missing = {}, []
-    for name, specs in plan.methods().items() if plan.best_eta is not None else []:
+    for name, specs in plan.methods().items() if plan.ready else []:
         done = [records[s.key] for s in specs if s.key in records]
         if done:
             methods[name] = {"description": describe(name, plan), **summarise(done)}
@@ -541,15 +577,18 @@ def markdown(report: dict) -> str:
             f"Real frames (imagers and scenes training never saw; reference masks, ignored pixels not scored; model scale): "
             f"{len(frames['arc_frames'])} arc frames ({', '.join(frames['arc_frames'])}), {frames['arc_free_frames']} arc-free frames.",
             "",
-            "| method | real pixel IoU, no CRF | real pixel IoU, CRF | real pixel F1, CRF | sky claimed on arc-free frames |",
-            "|---|---|---|---|---|",
+            "| method | real pixel IoU, no CRF | real pixel IoU, CRF | real pixel F1, CRF | reference arcs found, CRF | predicted arcs real, CRF | sky claimed on arc-free frames |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, m in real:
-            lines.append(f"| `{name}` | {_cell(m['real']['scan']['iou'])} | {_cell(m['real']['crf']['iou'])} | {_cell(m['real']['crf']['f1'])} | {_cell(m['real_arcfree_claimed'])} |")
+            crf = m["real"]["crf"]
+            lines.append(f"| `{name}` | {_cell(m['real']['scan']['iou'])} | {_cell(crf['iou'])} | {_cell(crf['f1'])} | {_cell(crf.get('arcs_found'))} | {_cell(crf.get('arcs_real'))} | {_cell(m['real_arcfree_claimed'])} |")
         for rule, r in report["unsupervised_real"].items():
-            lines.append(f"| no learning: `{rule}` | {r['iou']:.3f} | – | {r['f1']:.3f} (no CRF) | {r.get('arcfree_claimed', float('nan')):.4f} |")
+            arcs = f"{r['arcs_found']:.3f} (no CRF) | {r['arcs_real']:.3f} (no CRF)" if "arcs_found" in r else "– | –"
+            lines.append(f"| no learning: `{rule}` | {r['iou']:.3f} | – | {r['f1']:.3f} (no CRF) | {arcs} | {r.get('arcfree_claimed', float('nan')):.4f} |")
     validation = report["validation"]
-    lines += ["", f"Validation ({validation['split']}): " + ", ".join(f"eta {k}: {v:.3f}" for k, v in validation["iou_crf_by_eta"].items()) + f"; best eta {validation['best_eta']}."]
+    if validation["iou_crf_by_eta"]:
+        lines += ["", f"Validation ({validation['split']}): " + ", ".join(f"eta {k}: {v:.3f}" for k, v in validation["iou_crf_by_eta"].items()) + f"; best eta {validation['best_eta']}."]
     if "gillam" in report:
         gillam = report["gillam"]
         lines.append("")
@@ -635,6 +674,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, small synthetic data made in a temporary folder, 2 methods")
     parser.add_argument("--resume", action="store_true", help="keep the finished runs of an existing --output and train only the missing ones")
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "model.pt", help="the default model, for the real Gillam frames")
+    parser.add_argument("--methods", type=lambda text: text.split(","), help="comma-separated methods to run (default: all); the eta grid is trained only when one needs the validated eta")
     parser.add_argument("--output", type=Path, default=ROOT / "reports" / "bench_quality.json")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -643,9 +683,13 @@ def main() -> None:
     total_threads = settings.train.threads
     threads = max(1, total_threads // args.workers)
     prior = float(settings.train.prior)
+    plan = Plan(prior, 1 if args.quick else args.seeds, args.quick, settings.train.eta, args.methods)
+    unknown = set(args.methods or ()) - set(plan.all_methods())
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; known: {', '.join(plan.all_methods())}")
+    supervised = "supervised" in plan.methods() or plan.needs_validation  # the bound also trains with the validation runs
     with tempfile.TemporaryDirectory() as workdir:
-        _SHARED = quick_benchmark(Path(workdir), settings) if args.quick else load_benchmark(ROOT / "data", ROOT / "patches", settings, supervised=True)
-    plan = Plan(prior, 1 if args.quick else args.seeds, args.quick, settings.train.eta)
+        _SHARED = quick_benchmark(Path(workdir), settings) if args.quick else load_benchmark(ROOT / "data", ROOT / "patches", settings, supervised=supervised)
     records: dict[str, dict] = {}
     previous: dict = {}
     if args.resume and args.output.is_file():
@@ -657,8 +701,8 @@ def main() -> None:
         "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "workers": args.workers, "torch_threads_per_worker": threads},
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "unsupervised": unsupervised_scores(_SHARED.test_frames),
-        "unsupervised_real": unsupervised_scores(_SHARED.real_frames, _SHARED.real_arc_free),
+        "unsupervised": unsupervised_scores(_SHARED.test_frames, _SHARED.min_area),
+        "unsupervised_real": unsupervised_scores(_SHARED.real_frames, _SHARED.min_area, _SHARED.real_arc_free),
         "real_frames": {"arc_frames": [f.name for f in _SHARED.real_frames], "arc_free_frames": len(_SHARED.real_arc_free)},
     }
 
@@ -677,10 +721,11 @@ def main() -> None:
 
     context = multiprocessing.get_context("fork")  # workers inherit the loaded data
     with ProcessPoolExecutor(args.workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-        finish(plan.validation_runs(), pool)
-        grid = {s.eta: records[s.key]["validation_iou_crf"] for s in plan.validation_runs() if not s.supervised and s.eta != "heuristic"}
-        plan.best_eta = max(grid, key=grid.get)
-        print(f"validated eta: {plan.best_eta} ({grid})", flush=True)
+        if plan.needs_validation:
+            finish(plan.validation_runs(), pool)
+            grid = {s.eta: records[s.key]["validation_iou_crf"] for s in plan.validation_runs() if not s.supervised and s.eta != "heuristic"}
+            plan.best_eta = max(grid, key=grid.get)
+            print(f"validated eta: {plan.best_eta} ({grid})", flush=True)
         finish([spec for specs in plan.methods().values() for spec in specs], pool)
 
     torch.set_num_threads(total_threads)

@@ -42,6 +42,20 @@ def test_quick_benchmark_writes_the_report(tmp_path):
     assert set(report["unsupervised"]) == {"otsu", "otsu_bgsub", "p95_bgsub"}
     for scores in report["unsupervised"].values():
         assert all(_in_unit_interval(v) for v in scores.values())
+    if report["real_frames"]["arc_frames"]:  # data/real/valid present: arc-level detection on real frames too
+        for scores in report["unsupervised_real"].values():
+            assert _in_unit_interval(scores["arcs_found"]) and _in_unit_interval(scores["arcs_real"]) and scores["reference_arcs"] > 0
+        for method in report["methods"].values():
+            assert all(_in_unit_interval(method["real"]["crf"][m]["mean"]) for m in ("iou", "arcs_found", "arcs_real"))
     assert "skipped" in report["gillam"] or _in_unit_interval(report["gillam"]["arc_fraction_max"])
     assert "| method |" in output.with_suffix(".md").read_text()
     assert output.with_suffix(".png").stat().st_size > 0
+
+
+def test_an_unknown_method_is_refused_before_any_work():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--methods", "pn,unknown_method"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "unknown methods ['unknown_method']" in result.stderr and "pnu_default" in result.stderr
