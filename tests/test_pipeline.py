@@ -57,7 +57,8 @@ def test_repro_registers_then_does_nothing_then_reruns_only_what_changed(clone, 
         assert f"Running stage '{stage}'" in first
     metrics = json.loads((clone / "reports" / "metrics.json").read_text())
     for key in ("patch_accuracy", "patch_roc_auc", "patch_f1", "pixel_iou_scan", "pixel_f1_scan", "pixel_iou_crf", "pixel_f1_crf",
-                "real_pixel_iou", "real_pixel_f1", "real_arcs_found", "real_arcs_real", "real_arcfree_sky_claimed"):
+                "real_pixel_iou", "real_pixel_f1", "real_arcs_found", "real_arcs_real", "real_arcfree_sky_claimed",
+                "real_arcfree_sky_claimed_above_near_horizon"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["real_arc_frames"] == 4 and metrics["real_arcfree_frames"] == 23 and metrics["real_reference_arcs"] > 0
     rows = json.loads((clone / "reports" / "real_frames.json").read_text())  # the real frames on their calibrated skies

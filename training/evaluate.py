@@ -8,7 +8,8 @@ disc, from the raster scan alone and after the dense CRF. Real frames (``data/re
 imagers and scenes training never saw), against the reference masks ``<file>.ref.npz``
 (ignored pixels not scored): pixel IoU and F1, the share of reference arcs found and of
 predicted arcs that are real (:class:`~arcscan.core.metrics.ArcDetection`), and the share of
-the sky claimed on arc-free frames. Writes ``reports/metrics.json``, ``reports/real_frames.json``,
+the sky claimed on arc-free frames, also above ``sky.near_horizon_elevation`` alone (where the
+imager's elevation is known; below it arcs are flagged as distorted and the horizon glows). Writes ``reports/metrics.json``, ``reports/real_frames.json``,
 ``reports/loss.png``, ``reports/roc.png`` and overlays in ``reports/overlays/``.
 """
 
@@ -37,7 +38,8 @@ from arcscan.core.train import predict_scores
 def real_metrics(segmenter: Segmenter, folder: Path, reports: Path) -> tuple[dict, list[dict], list[Path]]:
     """Metrics on the real validation frames against their reference masks; per-frame rows;
     overlays (reference outlines green) of the first frame of each file."""
-    pixels, scan_pixels, arcs, arc_free = MaskAgreement(), MaskAgreement(), ArcDetection(), []
+    pixels, scan_pixels, arcs, arc_free, arc_free_high = MaskAgreement(), MaskAgreement(), ArcDetection(), [], []
+    near_horizon = segmenter.find_sky.config.near_horizon_elevation
     rows, overlays = [], []
     found = references(folder)
     if not found:
@@ -49,6 +51,10 @@ def real_metrics(segmenter: Segmenter, folder: Path, reports: Path) -> tuple[dic
             truth, scored = instances[frame.index], result.sky & ~ignored[frame.index]
             row = {"file": name, "frame": frame.index, "sky": result.sky_source, "scale": round(result.scale, 4),
                    "reference_arcs": int(len(np.unique(truth[truth > 0]))), "claimed": float(result.mask[scored].mean())}
+            geometry = segmenter.find_sky.geometry(frame.site, frame.imager, frame.image.shape)
+            if geometry is not None:
+                high = scored & (np.nan_to_num(geometry.elevation, nan=-90.0) >= near_horizon)
+                row["claimed_above_near_horizon"] = float(result.mask[high].mean()) if high.any() else 0.0
             if truth.any():
                 single = MaskAgreement()
                 for agreement in (pixels, single):
@@ -61,6 +67,8 @@ def real_metrics(segmenter: Segmenter, folder: Path, reports: Path) -> tuple[dic
                 row.update(iou=single.iou(), found=detection.found, predicted=detection.predicted, real=detection.real)
             else:
                 arc_free.append(row["claimed"])
+                if "claimed_above_near_horizon" in row:
+                    arc_free_high.append(row["claimed_above_near_horizon"])
             rows.append(row)
             if frame.index == 0:
                 picture = overlay(result.image01, result.mask, truth > 0)
@@ -75,6 +83,7 @@ def real_metrics(segmenter: Segmenter, folder: Path, reports: Path) -> tuple[dic
         "real_predicted_arcs": arcs.predicted,
         "real_arcfree_sky_claimed": float(np.mean(arc_free)) if arc_free else float("nan"),
         "real_arcfree_sky_claimed_max": float(np.max(arc_free)) if arc_free else float("nan"),
+        "real_arcfree_sky_claimed_above_near_horizon": float(np.mean(arc_free_high)) if arc_free_high else float("nan"),
         "real_arc_frames": sum(1 for r in rows if r["reference_arcs"]),
         "real_arcfree_frames": len(arc_free),
     }
