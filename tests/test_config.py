@@ -2,7 +2,7 @@
 equal the shipped params.yaml, the patch size is set once, and a checkpoint carries what it
 was trained with."""
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,15 @@ def test_a_checkpoint_without_normalisation_takes_the_settings(tmp_path):
 def test_a_checkpoint_of_the_fixed_256_px_disc_loads_with_its_radius_as_the_model_scale(tmp_path):
     old = {"frame_shape": [256, 256], "fov_center": [127.5, 127.5], "fov_radius": 100.0, "low_percentile": 1.0, "high_percentile": 99.5, "min_range": 300.0}
     torch.save({"model_args": {"patch_size": 32, "in_channels": 1, "stem_stride": 2}, "state_dict": build_model().state_dict(), "preprocess": old}, tmp_path / "old.pt")
-    assert load_checkpoint(tmp_path / "old.pt").preprocess == replace(PreprocessConfig(), sky_radius=100.0, flatten_sigma=0.0)
+    assert load_checkpoint(tmp_path / "old.pt").preprocess == replace(PreprocessConfig(), sky_radius=100.0, flatten_sigma=0.0, horizon_glow=0.0)
+
+
+def test_a_checkpoint_from_before_the_horizon_glow_loads_without_it(tmp_path):
+    before = {k: v for k, v in asdict(PreprocessConfig()).items() if k != "horizon_glow"}
+    torch.save({"model_args": {"patch_size": 32, "in_channels": 1, "stem_stride": 2}, "state_dict": build_model().state_dict(), "preprocess": before}, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").preprocess == replace(PreprocessConfig(), horizon_glow=0.0)
+    saved = save_checkpoint(tmp_path / "new.pt", build_model(), ModelConfig(), PreprocessConfig())
+    assert load_checkpoint(saved).preprocess.horizon_glow == PreprocessConfig().horizon_glow > 0
 
 
 def test_a_scan_with_another_patch_size_than_the_trained_one_is_refused(tmp_path):

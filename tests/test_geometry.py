@@ -141,8 +141,7 @@ def test_an_unreadable_elevation_map_is_an_input_error(tmp_path):
 def test_normalisation_flattens_the_bright_horizon_and_keeps_noise_only_skies_dim():
     """A sky brightening smoothly toward the horizon (twice as bright at the edge) with an arc
     across it: after flattening, the arc outshines the rim; a noise-only sky is not stretched
-    over [0, 1]. (A rim that brightens within its last few pixels, as at dawn on GAKO, is not
-    removed by a 16 px flattening: that is the known weakness on real frames, README.)"""
+    over [0, 1]. (A rim that brightens within its last few pixels is left to :func:`glow`.)"""
     from arcscan.core.preprocess import normalize, noise_sigma
 
     rows, cols = np.mgrid[:256, :256]
@@ -161,3 +160,38 @@ def test_normalisation_flattens_the_bright_horizon_and_keeps_noise_only_skies_di
     noise = 3300 + rng.normal(0, 10, (256, 256))
     assert noise_sigma(noise.astype(np.float32), fov) == pytest.approx(10 * 0.863, rel=0.1)  # MAD of a 3x3-median residual
     assert normalize(noise, config, None, fov)[fov].max() < 0.5  # about 5 sigma of range over a 20-sigma stretch
+
+
+def test_the_horizon_glow_goes_and_arcs_crossing_the_edge_or_inside_stay():
+    """Dawn on one side (120 degrees of azimuth): a glow that rises over the last 10 px of the
+    sky and dims in its last 2 px, as at GAKO and Poker Flat; across it, a thin arc running out
+    to the edge; inside, an arc across the sky. Flattening alone leaves the glow as bright as
+    the arcs; with the glow removed the rim is dark and both arcs keep their contrast."""
+    from dataclasses import replace
+
+    from arcscan.core.preprocess import normalize
+
+    rows, cols = np.mgrid[:256, :256]
+    distance, azimuth = np.hypot(rows - 127.5, cols - 127.5), np.degrees(np.arctan2(rows - 127.5, cols - 127.5))
+    fov = distance <= 112
+    rng = np.random.default_rng(1)
+    dawn = np.clip(np.cos(np.radians(azimuth) * 1.5), 0, None) ** 2  # brightest at azimuth 0, none beyond 60 degrees
+    rim_profile = np.exp(-(((distance - 109) / 4.0) ** 2))  # peaks 3 px inside the edge
+    sky = 3300 + 1500 * rim_profile * dawn + rng.normal(0, 10, (256, 256))
+    edge_arc = 600 * np.exp(-(((rows - 127.5) / 2.0) ** 2)) * (cols > 140)  # along the ray at azimuth 0, out to the edge
+    inner_arc = 600 * np.exp(-(((cols - 90) / 3.0) ** 2))  # a band across the sky, 38 px from the zenith
+    config = PreprocessConfig()
+    images = {glow: normalize(sky + edge_arc + inner_arc, replace(config, horizon_glow=glow), None, fov, 16, (127.5, 127.5)) for glow in (0.0, 0.1)}
+    rim = fov & (dawn > 0) & (distance > 100) & (np.abs(rows - 127.5) > 12)
+    edge_arc_pixels = fov & (np.abs(rows - 127.5) < 1) & (cols > 140) & (distance > 95)
+    inner_arc_pixels = fov & (np.abs(cols - 90) < 2) & (np.abs(rows - 127.5) < 40)
+
+    def contrast(image: np.ndarray, pixels: np.ndarray, statistic=np.mean) -> float:  # above the sky's median
+        return float(statistic(image[pixels]) - np.median(image[fov]))
+
+    before, after = images[0.0], images[0.1]
+    rim_p90 = {glow: contrast(image, rim, lambda v: np.percentile(v, 90)) for glow, image in images.items()}
+    assert rim_p90[0.0] > 0.8 * contrast(before, edge_arc_pixels)  # flattening alone: the glow competes with the arcs
+    assert contrast(after, edge_arc_pixels) > 3 * rim_p90[0.1]
+    assert contrast(after, inner_arc_pixels) > 3 * rim_p90[0.1]
+    assert contrast(after, inner_arc_pixels) > 0.8 * contrast(before, inner_arc_pixels)  # the sky inside is left as it was

@@ -65,8 +65,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, model_args: ModelConfig,
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the model from a checkpoint without executing pickled code; eval mode. Older
-    checkpoints stored the model arguments under ``config``, a fixed disc (``fov_radius``) and
-    no flattening (``min_range``)."""
+    checkpoints stored the model arguments under ``config``, a fixed disc (``fov_radius``),
+    no flattening (``min_range``) and no horizon glow (``horizon_glow``)."""
     record = torch.load(Path(path), map_location=device, weights_only=True)
     model_args = ModelConfig(**record.get("model_args", record.get("config", {})))
     model = build_model(model_args)
@@ -78,6 +78,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     if "min_range" in stored:  # older checkpoints: unflattened, a stretch floor in counts (now in noise sigmas)
         stored.pop("min_range")
         stored["flatten_sigma"] = 0.0
+    if stored:
+        stored.setdefault("horizon_glow", 0.0)  # older checkpoints: trained without the horizon glow removed
     preprocess = PreprocessConfig(**stored) if stored else None
     return Checkpoint(model.to(device).eval(), model_args, preprocess)
 

@@ -2,7 +2,8 @@
 
 An all-sky imager's fisheye lens projects the sky onto a disc (:mod:`arcscan.core.geometry`
 finds it); outside it (the dark corners) the CCD sees only its background and stray light,
-which is also our dark estimate. Inside, intensities are scaled by robust percentiles so that
+which is also our dark estimate. Inside, the smooth sky and the glow along the horizon are
+subtracted and intensities are scaled by robust percentiles so that
 frames from different imagers, nights and exposures land on a common [0, 1] scale; then the
 frame is resampled to the model's scale (its sky ``sky_radius`` pixels across the radius).
 Training patches, raster scans and outputs all go through :func:`model_view`.
@@ -13,10 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, median_filter
+from scipy.ndimage import gaussian_filter, grey_opening, map_coordinates, median_filter
 
 from arcscan.core.geometry import Sky, rescale
 from arcscan.io.base import Frame
+
+
+GLOW_MIN_AZIMUTH_DEG = 10  # horizon glow is wider than this in azimuth (1 degree per ray)
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class PreprocessConfig:
     low_percentile: float = 1.0
     high_percentile: float = 99.5
     min_snr: float = 20.0  # the stretch spans at least this many noise sigmas (noise-only skies stay dim)
+    horizon_glow: float = 0.1  # outer share of the sky radius where the horizon glow may peak (:func:`glow`); 0: off
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class ModelView:
 def model_view(frame: Frame, sky: Sky, config: PreprocessConfig = PreprocessConfig()) -> ModelView:
     """Normalise a frame within its sky and resample it to the model's scale."""
     scale = sky.scale(config.sky_radius)
-    image01 = normalize(frame.image, config, frame.ccd_background, sky.mask, config.flatten_sigma / scale)
+    image01 = normalize(frame.image, config, frame.ccd_background, sky.mask, config.flatten_sigma / scale, sky.center)
     if abs(scale - 1.0) < 1e-3:
         return ModelView(image01, sky, 1.0, image01, sky.mask)
     model_sky = rescale(sky.mask.astype(np.float32), scale) > 0.5
@@ -78,18 +83,60 @@ def flatten(counts: np.ndarray, fov: np.ndarray, sigma: float) -> np.ndarray:
     return counts - smooth
 
 
-def normalize(image: np.ndarray, config: PreprocessConfig, background: float | None, fov: np.ndarray, flatten_sigma: float = 0.0) -> np.ndarray:
+def glow(counts: np.ndarray, fov: np.ndarray, center: tuple[float, float], outer: float) -> np.ndarray:
+    """The horizon glow of a (flattened) sky, to subtract: along each ray from the zenith
+    ``center`` (x, y) to the sky's edge, the largest profile below the ray's that rises to a
+    peak in the ``outer`` share of the ray and falls beyond it (van Rhijn brightening, dawn
+    twilight and city light grow toward the horizon; extinction and the lens may dim the last
+    degrees), at least 0; kept only where wider than ``GLOW_MIN_AZIMUTH_DEG`` in azimuth, so an
+    arc that crosses the edge keeps its contrast. An arc between the zenith and the peak keeps it
+    too (the darker sky beyond it bounds the profile); an arc lying along the edge, peaking in the
+    outer share, is taken for glow."""
+    cx, cy = center
+    n_theta = 360  # one ray per degree of azimuth
+    theta = np.linspace(0, 2 * np.pi, n_theta, endpoint=False)
+    reach = int(np.ceil(np.hypot(*fov.shape))) + 1
+    steps = np.arange(reach, dtype=np.float32)
+    ray_y, ray_x = cy + steps[None] * np.sin(theta[:, None]), cx + steps[None] * np.cos(theta[:, None])
+    on_ray = map_coordinates(fov.astype(np.float32), [ray_y, ray_x], order=0, mode="constant") > 0.5
+    edge = np.maximum(np.where(on_ray.any(1), reach - 1 - np.argmax(on_ray[:, ::-1], 1), 1), 1).astype(np.float32)  # edge distance per azimuth
+    n_rho = int(edge.max()) + 1
+    rho = np.linspace(0, 1, n_rho, dtype=np.float32)
+    ys, xs = cy + rho[None] * edge[:, None] * np.sin(theta[:, None]), cx + rho[None] * edge[:, None] * np.cos(theta[:, None])
+    polar = map_coordinates(np.where(fov, counts, 0.0).astype(np.float32), [ys, xs], order=1, mode="nearest")
+    smooth = gaussian_filter(polar, (2.0, 0.0), mode=("wrap", "nearest"))  # neighbouring rays averaged, the profile kept sharp
+    near_edge = rho >= 1.0 - outer
+    peak = np.flatnonzero(near_edge)[0] + np.argmax(smooth[:, near_edge], axis=1)  # per azimuth
+    index = np.arange(n_rho)[None]
+    inward = np.minimum.accumulate(np.where(index <= peak[:, None], smooth, np.inf)[:, ::-1], axis=1)[:, ::-1]
+    outward = np.minimum.accumulate(np.where(index >= peak[:, None], smooth, np.inf), axis=1)
+    ring = np.maximum(np.where(index <= peak[:, None], inward, outward), 0.0)  # rises to the peak, falls beyond: the glow
+    ring = grey_opening(ring, size=(GLOW_MIN_AZIMUTH_DEG, 1), mode="wrap")  # only what is wider in azimuth: an arc along a ray stays
+    ring = gaussian_filter(ring, (3.0, 0.0), mode=("wrap", "nearest"))
+    ring, edge = np.concatenate([ring, ring[:1]]), np.concatenate([edge, edge[:1]])  # theta wraps
+    yy, xx = np.mgrid[: counts.shape[0], : counts.shape[1]]
+    t = (np.arctan2(yy - cy, xx - cx) % (2 * np.pi)) / (2 * np.pi) * n_theta
+    edge_here = np.interp(t, np.arange(n_theta + 1), edge)
+    r = np.clip(np.hypot(yy - cy, xx - cx) / edge_here, 0, 1) * (n_rho - 1)
+    out = map_coordinates(ring, [t, r], order=1, mode="nearest")
+    return np.where(fov, out, 0.0).astype(np.float32)
+
+
+def normalize(image: np.ndarray, config: PreprocessConfig, background: float | None, fov: np.ndarray, flatten_sigma: float = 0.0, center: tuple[float, float] | None = None) -> np.ndarray:
     """Raw counts -> float32 in [0, 1], zero outside the sky ``fov`` (a boolean mask).
 
     The dark level (outside the sky; ``background``, the frame's ``Ccd background``, when
     there is no outside) is subtracted, then the smooth sky of ``flatten_sigma`` pixels when
-    given (:func:`flatten`); the sky's ``low_percentile`` .. ``high_percentile`` are
+    given (:func:`flatten`) and, with the zenith ``center`` (x, y), the horizon glow
+    (:func:`glow`, ``config.horizon_glow``); the sky's ``low_percentile`` .. ``high_percentile`` are
     stretched to 0 .. 1, over at least ``min_snr`` noise sigmas. Counts, rescaled products
     and 8-bit cameras thus land on one scale: what matters is contrast against the noise.
     """
     counts = image.astype(np.float32) - dark_level(image, fov, background)
     if flatten_sigma > 0:
         counts = flatten(counts, fov, flatten_sigma)
+        if config.horizon_glow > 0 and center is not None:
+            counts = counts - glow(counts, fov, center, config.horizon_glow)
     sky = counts[fov]
     low, high = np.percentile(sky, [config.low_percentile, config.high_percentile])
     scale = max(float(high - low), config.min_snr * noise_sigma(counts, fov), 1e-6)
