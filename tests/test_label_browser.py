@@ -275,7 +275,10 @@ def test_suggestions_from_a_real_checkpoint_and_the_screenshot(page, server, wor
         wait_shown(tab, len(margins) + 1)
         margins.append(margin("arc", probability[y, x]))
     tab.keyboard.press("s")
-    tab.wait_for_selector("#status:has-text('the model disagrees with')", timeout=120_000)
+    tab.wait_for_function(  # the suggestions' summary, or an error the page reports in the same place
+        "() => { const s = document.querySelector('#status'); return s.textContent.includes('the model disagrees with') || s.className === 'error'; }",
+        timeout=120_000)
+    assert "the model disagrees with" in tab.text_content("#status"), tab.text_content("#status")
     suggestions = tab.eval_on_selector_all(
         "g.suggestion", "gs => gs.map(g => ({kind: g.dataset.kind, x: +g.dataset.x, y: +g.dataset.y, p: +g.dataset.probability}))")
     for s in suggestions:
