@@ -94,19 +94,22 @@ function drawProbability() {
   context.putImageData(image, 0, 0);
 }
 
+let overlayLoad = 0;  // only the latest overlay request paints
 async function loadProbability() {
   S.probability = null;
+  const ticket = ++overlayLoad;
   if (!$("show-model").checked || !S.state.model || !S.meta) return drawProbability();
-  status("model: scanning the frame…");
+  const scanning = "model: scanning the frame…";
+  status(scanning);
   const at = here();
   const blob = await (await api("GET", "/api/probability?" + query(at))).blob();
   const bitmap = await createImageBitmap(blob);
-  if (at.file !== S.file || at.frame !== S.frame) return;
+  if (ticket !== overlayLoad || at.file !== S.file || at.frame !== S.frame) return;
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height), context = canvas.getContext("2d");
   context.drawImage(bitmap, 0, 0);
   S.probability = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
   drawProbability();
-  status(`model ${S.state.model}: arc probability shown`);
+  if ($("status").textContent === scanning) status(`model ${S.state.model}: arc probability shown`);  // not over a newer message (suggestions)
 }
 
 let navigation = 0;  // the latest move wins when keys come faster than frames load
