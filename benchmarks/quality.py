@@ -202,9 +202,9 @@ def real_sky_frames(folder: Path, settings: Settings, limit: int | None = None) 
         for frame in read_frames(reference.frames)[:limit]:
             view = view_of(frame, find_sky, settings.preprocess)
             scored = view.model_sky & (rescale((~reference.ignore[frame.index]).astype(np.float32), view.scale) > 0.5)
-            instances = np.zeros(view.model01.shape, np.int32)
-            for k in np.unique(reference.arcs[frame.index][reference.arcs[frame.index] > 0]):
-                instances[rescale((reference.arcs[frame.index] == k).astype(np.float32), view.scale) > 0.5] = k
+            native, instances = reference.arcs[frame.index], np.zeros(view.model01.shape, np.int32)
+            for k in np.unique(native[native > 0]):  # each reference arc brought to the model's scale
+                instances[rescale((native == k).astype(np.float32), view.scale) > 0.5] = k
             name = f"{reference.frames.name}#{frame.index}"
             (arcs if instances.any() else arc_free).append(SkyFrame(name, view.model01, scored, instances > 0, instances))
     return arcs, arc_free
