@@ -2,7 +2,7 @@
 fast batch path side by side on the same frames and cores, then the archive job on Ray with 1
 and 2 workers.
 
-    python benchmarks/archive_speed.py [--checkpoint models/model.pt] [--frames 10] [--reference-frames 2]
+    python benchmarks/archive_speed.py [--checkpoint models/model.pt] [--frames 10] [--reference-frames N]
     python benchmarks/archive_speed.py --quick --output /tmp/a.json   # proves the code runs
 
 Frames: real arc-free frames (THEMIS Gillam minutes of ``data/real/train/arc_free.txt``, the
@@ -13,14 +13,16 @@ arcs (Poker Flat DASC of ``data/real/valid`` first, then held-out synthetic nigh
 - ``serving``: :class:`~arcscan.core.segment.Segmenter` with params.yaml (what the TorchServe
   handler runs per request: the ``scan.stride`` scan in torch, CRF), one frame at a time.
 - ``archive``: :class:`~arcscan.core.fastscan.FastSegmenter` (params.yaml ``archive``: coarse
-  scan first, arc-free frames skipped, ONNX Runtime, several frames per batch).
-- ``reference``: stride 1 (every pixel classified by its own patch) on ``--reference-frames``
-  of the frames (half arc-free), the slowest by far.
+  scan first, arc-free frames skipped, finer grids down to ``fine_stride`` along the arcs' edges,
+  ONNX Runtime, several frames per batch).
+- ``reference``: stride 1 (every pixel classified by its own patch), the slowest by far: on
+  every frame, or on ``--reference-frames`` of them (half arc-free).
 
 Each path runs on the arc-free frames, then on the frames with arcs: its seconds per frame of
 each kind give the speed-up at any share of arc-free frames (the archive's is higher than the
-benchmark's half). The archive path also runs with ``runtime: onnxruntime-int8`` (int8 patches)
-and, on the frames with arcs, with other ``refine_logit`` values (how wide the fine scan is).
+benchmark's half). The archive path also runs with ``runtime: onnxruntime`` (float patches;
+the default on CPU is int8) and, on the frames with arcs, with other ``coarse_stride``, ``fine_stride`` and ``logit_slope``
+values (where and how finely it scans).
 Milliseconds per patch of each runtime (batches of ``scan.batch_size`` patches, median of 5),
 patches scored per frame by the serving and archive paths and the CRF's seconds per frame with
 arcs (the same CRF in both) say where the time goes.
@@ -60,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from arcscan.archive.manifest import Catalog  # noqa: E402
 from arcscan.archive.pipeline import Model, run  # noqa: E402
 from arcscan.config import load_settings  # noqa: E402
-from arcscan.core.fastscan import FastSegmenter, PatchScorer, calibration_patches, torch_scorer  # noqa: E402
+from arcscan.core.fastscan import FastSegmenter, PatchScorer, calibration_patches, pick_scorer  # noqa: E402
 from arcscan.core.model import load_checkpoint  # noqa: E402
 from arcscan.core.preprocess import model_view  # noqa: E402
 from arcscan.core.segment import Segmenter, scan_grid  # noqa: E402
@@ -134,16 +136,22 @@ def serving_patches(segmenter: Segmenter, frame: Frame) -> int:
     return int(scan_grid(view.model01.shape, view.model_sky, segmenter.scan.stride)[2].sum())
 
 
-def refine_sweep(serving: Segmenter, archive: FastSegmenter, with_arcs: list[Frame], served: list, values: tuple[float, ...], min_area: int) -> list[dict]:
-    """The archive path on the frames with arcs at other ``refine_logit`` values (the same
-    scorer): seconds and patches per frame, mask IoU against the serving path, arcs missed."""
+SWEEP = ({}, {"coarse_stride": 32}, {"fine_stride": 8}, {"logit_slope": 0.15}, {"logit_slope": 0.4})
+
+
+def settings_sweep(serving: Segmenter, archive: FastSegmenter, with_arcs: list[Frame], served: list, references: dict[int, object], min_area: int) -> list[dict]:
+    """The archive path on the frames with arcs with one setting changed at a time (the same
+    scorer): seconds and patches per frame, mask IoU against the serving path and against the
+    reference (the frames with arcs that have one; ``references`` by index among them), arcs missed."""
     rows = []
-    for refine in values:
-        variant = FastSegmenter(serving, replace(archive.config, refine_logit=refine), scorer=archive.score)
+    for change in SWEEP:
+        variant = FastSegmenter(serving, replace(archive.config, **change), scorer=archive.score)
         results, seconds = timed(variant.segment_batch, with_arcs)
         misses = [missed_arcs(r.mask, s.mask, min_area) for r, s in zip(results, served)]
-        rows.append({"refine_logit": refine, "seconds_per_frame": seconds / len(with_arcs), "patches_per_frame": variant.patches_scored / len(with_arcs),
-                     "iou_vs_serving": _iou([(r.mask, s.mask) for r, s in zip(results, served)]), "arcs_missed_vs_serving": sum(m for m, _ in misses)})
+        rows.append({"change": change or "params.yaml", "seconds_per_frame": seconds / len(with_arcs), "patches_per_frame": variant.patches_scored / len(with_arcs),
+                     "iou_vs_serving": _iou([(r.mask, s.mask) for r, s in zip(results, served)]),
+                     "iou_vs_reference": _iou([(results[i].mask, reference.mask) for i, reference in references.items()]),
+                     "arcs_missed_vs_serving": sum(m for m, _ in misses)})
     return rows
 
 
@@ -212,7 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "model.pt")
     parser.add_argument("--frames", type=int, default=10, help="arc-free frames and frames with arcs (each)")
-    parser.add_argument("--reference-frames", type=int, default=2, help="frames scanned at stride 1 (half of them arc-free; about 6 min each here under load)")
+    parser.add_argument("--reference-frames", type=int, default=None, help="frames scanned at stride 1 (half of them arc-free; default: every frame; 8-10 s each here)")
     parser.add_argument("--quick", action="store_true", help="2 + 2 frames, 1 reference frame, small Ray runs: proves the code runs")
     parser.add_argument("--output", type=Path, default=ROOT / "reports" / "bench_archive.json")
     args = parser.parse_args()
@@ -229,34 +237,37 @@ def main() -> None:
     arc_free, with_arcs = pick(free_files, count), pick(arc_files, count)
     frames = arc_free + with_arcs
 
-    int8 = FastSegmenter(serving, replace(settings.archive, runtime="onnxruntime-int8"), threads=threads)
+    floats = FastSegmenter(serving, replace(settings.archive, runtime="onnxruntime"), threads=threads)
     # warm-up on one frame of each imager: ONNX Runtime's first run, each imager's calibration read once
     warm = list({(frame.site, frame.imager): frame for frame in frames}.values())
-    for path in (lambda fs: [serving(f) for f in fs], archive.segment_batch, int8.segment_batch):
+    for path in (lambda fs: [serving(f) for f in fs], archive.segment_batch, floats.segment_batch):
         path(warm)
     # each path on the arc-free frames, then on the frames with arcs: seconds per frame of each kind
     served, serving_s = timed_by_kind(lambda fs: [serving(f) for f in fs], arc_free, with_arcs)
     archive.patches_scored = 0
     fast, archive_s = timed_by_kind(archive.segment_batch, arc_free, with_arcs)
     archive_patches = archive.patches_scored
-    quantised, int8_s = timed_by_kind(int8.segment_batch, arc_free, with_arcs)
-    n_ref = 1 if args.quick else args.reference_frames
-    chosen = sorted({*range(min(n_ref - n_ref // 2, len(arc_free))), *range(len(arc_free), len(arc_free) + n_ref // 2)})
+    floated, float_s = timed_by_kind(floats.segment_batch, arc_free, with_arcs)
+    n_ref = 1 if args.quick else args.reference_frames or len(frames)
+    chosen = sorted({*range(min(n_ref - n_ref // 2, len(arc_free))), *range(len(arc_free), min(len(arc_free) + n_ref // 2, len(frames)))})
     stride1 = settings.segmenter(load_checkpoint(args.checkpoint))
     stride1.scan = replace(stride1.scan, stride=1)
     reference, reference_s = timed(lambda: [stride1(frames[i]) for i in chosen])
 
     min_area = settings.objects.min_area
-    sweep = refine_sweep(serving, archive, with_arcs, served[len(arc_free):], (-10.0, -6.0) if args.quick else (-10.0, -8.0, -6.0, -4.0), min_area)
+    references = {i - len(arc_free): r for i, r in zip(chosen, reference) if i >= len(arc_free)}
+    sweep = settings_sweep(serving, archive, with_arcs, served[len(arc_free):], references, min_area)
     patches = calibration_patches(serving)[: settings.scan.batch_size]
-    patch_ms = {"torch": ms_per_patch(torch_scorer(serving.model), patches), "onnxruntime": ms_per_patch(archive.score, patches), "onnxruntime-int8": ms_per_patch(int8.score, patches)}
+    patch_ms = {runtime: ms_per_patch(pick_scorer(serving, runtime, threads), patches) for runtime in ("torch", "onnxruntime", "onnxruntime-int8")}
     counts = {"arc_free": len(arc_free), "with_arcs": len(with_arcs)}
-    int8_misses = [missed_arcs(q.mask, s.mask, min_area) for q, s in zip(quantised, served)]
+    float_misses = [missed_arcs(q.mask, s.mask, min_area) for q, s in zip(floated, served)]
     misses = [missed_arcs(f.mask, s.mask, min_area) for f, s in zip(fast, served)]
     extra = [missed_arcs(s.mask, f.mask, min_area) for f, s in zip(fast, served)]
+    by_frame = dict(zip(chosen, reference))
     per_frame = [
         {"frame": f"{frame.source}#{frame.index}", "real_arc_free": i < len(arc_free), "serving_arcs": len(s.objects), "archive_arcs": len(a.objects),
-         "archive_skipped_as_arc_free": a.crf_ms == 0.0, "iou_archive_vs_serving": _iou([(a.mask, s.mask)])}
+         "archive_skipped_as_arc_free": a.crf_ms == 0.0, "iou_archive_vs_serving": _iou([(a.mask, s.mask)]),
+         **({"iou_archive_vs_reference": _iou([(a.mask, by_frame[i].mask)]), "iou_serving_vs_reference": _iou([(s.mask, by_frame[i].mask)])} if i in by_frame else {})}
         for i, (frame, s, a) in enumerate(zip(frames, served, fast))
     ]
     library = {
@@ -267,21 +278,21 @@ def main() -> None:
         "archive_frames_per_second": len(frames) / archive_s["all"],
         "archive_over_serving": serving_s["all"] / archive_s["all"],
         "seconds_per_frame": {name: {kind: seconds[kind] / counts[kind] for kind in counts}
-                              for name, seconds in (("serving", serving_s), ("archive", archive_s), ("archive_int8", int8_s))},
+                              for name, seconds in (("serving", serving_s), ("archive", archive_s), ("archive_float", float_s))},
         "archive_over_serving_at_arc_free_share": {share: speedup_at(share, serving_s, archive_s, counts) for share in (0.5, 0.7, 0.8, 0.9, 0.95)},
         "patches_per_frame": {"serving": sum(serving_patches(serving, f) for f in frames) / len(frames), "archive": archive_patches / len(frames)},
         "crf_seconds_per_frame_with_arcs": {name: sum(r.crf_ms for r in results[len(arc_free):]) / 1000 / len(with_arcs) for name, results in (("serving", served), ("archive", fast))},
         "ms_per_patch": patch_ms, "patch_batch": len(patches),
-        "refine_logit_sweep_on_frames_with_arcs": sweep,
-        "int8": {
-            "frames_per_second": len(frames) / int8_s["all"], "over_serving": serving_s["all"] / int8_s["all"],
-            "over_serving_at_arc_free_share": {share: speedup_at(share, serving_s, int8_s, counts) for share in (0.5, 0.7, 0.8, 0.9, 0.95)},
-            "iou_vs_serving": _iou([(q.mask, s.mask) for q, s in zip(quantised, served)]),
-            "arcs_missed_vs_serving": sum(m for m, _ in int8_misses),
+        "settings_sweep_on_frames_with_arcs": sweep,
+        "float": {
+            "frames_per_second": len(frames) / float_s["all"], "over_serving": serving_s["all"] / float_s["all"],
+            "over_serving_at_arc_free_share": {share: speedup_at(share, serving_s, float_s, counts) for share in (0.5, 0.7, 0.8, 0.9, 0.95)},
+            "iou_vs_serving": _iou([(q.mask, s.mask) for q, s in zip(floated, served)]),
+            "arcs_missed_vs_serving": sum(m for m, _ in float_misses),
         },
         "reference_frames": len(chosen), "reference_frames_per_second": len(chosen) / reference_s,
         "iou_archive_vs_reference": _iou([(fast[i].mask, r.mask) for i, r in zip(chosen, reference)]),
-        "iou_int8_vs_reference": _iou([(quantised[i].mask, r.mask) for i, r in zip(chosen, reference)]),
+        "iou_float_vs_reference": _iou([(floated[i].mask, r.mask) for i, r in zip(chosen, reference)]),
         "iou_serving_vs_reference": _iou([(served[i].mask, r.mask) for i, r in zip(chosen, reference)]),
         "iou_archive_vs_serving": _iou([(a.mask, s.mask) for a, s in zip(fast, served)]),
         "serving_arcs": sum(t for _, t in misses), "arcs_missed_vs_serving": sum(m for m, _ in misses),
@@ -295,8 +306,8 @@ def main() -> None:
     report = {
         "summary": {**{k: library[k] for k in ("serving_frames_per_second", "archive_frames_per_second", "archive_over_serving", "iou_archive_vs_reference",
                                                "iou_serving_vs_reference", "arcs_missed_vs_serving", "arc_free_share_real",
-                                               "archive_over_serving_at_arc_free_share", "iou_int8_vs_reference", "ms_per_patch", "patches_per_frame")},
-                    "int8_over_serving": library["int8"]["over_serving"], "int8_arcs_missed_vs_serving": library["int8"]["arcs_missed_vs_serving"],
+                                               "archive_over_serving_at_arc_free_share", "iou_float_vs_reference", "ms_per_patch", "patches_per_frame")},
+                    "float_over_serving": library["float"]["over_serving"], "float_arcs_missed_vs_serving": library["float"]["arcs_missed_vs_serving"],
                     **{f"ray_{r['workers']}x{r['threads_per_worker']}_steady_frames_per_second": r["steady_frames_per_second"] for r in rays},
                     **{f"ray_{r['workers']}x{r['threads_per_worker']}_peak_rss_mb": r["peak_rss_mb"] for r in rays}},
         "quick": args.quick,

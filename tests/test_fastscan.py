@@ -1,6 +1,10 @@
-"""The archive's fast batch path against the serving path: same masks where it scans finely,
-empty masks without fine scan or CRF where every coarse logit is far below an arc, the same
-answer through ONNX Runtime and torch, bad settings refused."""
+"""The archive's fast batch path against full scans: the stride-``fine_stride`` scan's answer
+where every cell is split, the stride-1 answer at a fraction of its patches where the logits
+are far from the CRF's range away from an edge, empty masks without finer scan or CRF where
+every coarse logit is far below an arc, the same answer through ONNX Runtime and torch, bad
+settings refused."""
+
+from dataclasses import replace
 
 from datetime import datetime, timezone
 
@@ -11,9 +15,11 @@ import torch
 from arcscan.config import load_params, settings_from
 from arcscan.core.fastscan import FastScanConfig, FastSegmenter
 from arcscan.core.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from arcscan.core.preprocess import model_view
+from arcscan.core.segment import grid_patches, patch_windows, scan_grid
 from arcscan.core.synth import write_minute
 from arcscan.errors import InputError
-from arcscan.io.frames import read_frames
+from arcscan.io.frames import Frame, read_frames
 
 SETTINGS = settings_from(load_params("params.yaml"))
 
@@ -44,19 +50,54 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
-def test_where_patches_may_be_arcs_the_fast_path_scans_finely_and_agrees_with_the_serving_path(tmp_path, frames, runtime):
-    serving = _segmenter(tmp_path)
-    fast = FastSegmenter(serving, FastScanConfig(runtime=runtime, frames_per_batch=2), threads=1)
+def test_where_every_cell_may_hold_an_edge_the_fast_path_is_the_fine_stride_scan(tmp_path, frames, runtime):
+    serving = _segmenter(tmp_path)  # a random model: its logits stay within the CRF's range, every cell is split
+    config = FastScanConfig(runtime=runtime, frames_per_batch=2)
+    fast = FastSegmenter(serving, config, threads=1)
     calls = []
     score = fast.score
     fast.score = lambda patches: calls.append(len(patches)) or score(patches)
     results = fast.segment_batch(frames)
-    assert len(results) == len(frames) and len(calls) >= 2  # coarse, then fine; 2 frames per batch
+    assert len(results) == len(frames) and len(calls) >= 3  # coarse, then each finer level; 2 frames per batch
+    fine = _segmenter(tmp_path)
+    fine.scan = replace(fine.scan, stride=config.fine_stride)
     for frame, result in zip(frames, results):
-        reference = serving(frame)
+        reference = fine(frame)
         assert _iou(result.mask, reference.mask) > 0.99
         assert len(result.objects) == len(reference.objects)
-        np.testing.assert_allclose(result.probability, reference.probability, atol=1e-3)
+        np.testing.assert_allclose(result.probability[result.sky], reference.probability[result.sky], atol=1e-3)
+
+
+def _brightness_scorer(patches: np.ndarray) -> np.ndarray:
+    """A patch scorer for the refinement's logic: the logit follows the brightness of the
+    patch's centre, as a trained model's follows an arc (and as smoothly: 16 px of 32)."""
+    centre = patches[:, 0, 8:24, 8:24].mean(axis=(1, 2))
+    return (40.0 * (centre - 0.55)).astype(np.float32)
+
+
+def _with_bright_arc(frame: Frame) -> Frame:
+    """The frame with a bright arc, 5 px wide (sigma), bent across the sky."""
+    yy, xx = np.mgrid[: frame.image.shape[0], : frame.image.shape[1]]
+    band = np.exp(-0.5 * ((np.hypot(yy - 400.0, xx - 128.0) - 300.0) / 5.0) ** 2)
+    return Frame(frame.image + (6000 * band).astype(frame.image.dtype), frame.metadata, frame.source, frame.index)
+
+
+def test_the_fine_scan_follows_the_edges_and_matches_the_stride_1_scan_at_a_fraction_of_its_patches(tmp_path, frames):
+    serving = _segmenter(tmp_path)
+    frame = _with_bright_arc(frames[0])
+    view = model_view(frame, serving.sky_of(frame), serving.preprocess)
+    ys, xs, needed = scan_grid(view.model01.shape, view.model_sky, 1)
+    gy, gx = np.nonzero(needed)
+    windows = patch_windows(view.model01, 32)
+    every = np.full(needed.shape, -20.0, np.float32)
+    every[gy, gx] = np.concatenate([_brightness_scorer(grid_patches(windows, ys, xs, gy[i : i + 4096], gx[i : i + 4096]).numpy()) for i in range(0, len(gy), 4096)])
+    stride1 = serving.finish(frame, view, 1.0 / (1.0 + np.exp(-every)), 0.0)
+    assert 0.02 < stride1.arc_fraction < 0.2  # an arc, not the sky
+    fast = FastSegmenter(serving, FastScanConfig(), scorer=_brightness_scorer)
+    assert _iou(fast(frame).mask, stride1.mask) > 0.95
+    assert fast.patches_scored < len(gy) / 20  # far fewer than the stride-1 scan's
+    coarse = FastSegmenter(serving, replace(FastScanConfig(), fine_stride=FastScanConfig().coarse_stride), scorer=_brightness_scorer)
+    assert _iou(coarse(frame).mask, stride1.mask) < _iou(fast(frame).mask, stride1.mask)  # the finer levels are what brings it there
 
 
 def test_a_frame_whose_coarse_logits_are_all_far_below_an_arc_is_arc_free_without_fine_scan_or_crf(tmp_path, frames):
@@ -69,8 +110,8 @@ def test_a_frame_whose_coarse_logits_are_all_far_below_an_arc_is_arc_free_withou
     reference = serving(frames[0])
     assert not result.mask.any() and not reference.mask.any() and result.objects == []
     assert result.crf_ms == 0.0 and reference.crf_ms > 0
-    ys = np.arange(0, 256, 32)  # the coarse grid: far fewer points than the serving scan's
-    assert sum(scored) <= (len(ys) + 1) ** 2 < (256 // SETTINGS.scan.stride + 1) ** 2
+    coarse = len(np.arange(0, 256, SETTINGS.archive.coarse_stride)) + 1  # the coarse grid: far fewer points than the serving scan's
+    assert sum(scored) <= coarse**2 < (256 // SETTINGS.scan.stride + 1) ** 2
 
 
 def test_a_frame_just_above_the_skip_logit_is_scanned_finely(tmp_path, frames):
@@ -83,8 +124,8 @@ def test_a_frame_just_above_the_skip_logit_is_scanned_finely(tmp_path, frames):
 
 def test_bad_fast_path_settings_are_refused(tmp_path):
     serving = _segmenter(tmp_path)
-    with pytest.raises(InputError, match="multiple of scan.stride"):
-        FastSegmenter(serving, FastScanConfig(coarse_stride=3 * SETTINGS.scan.stride // 2))  # not a multiple of it
+    with pytest.raises(InputError, match="not archive.fine_stride 4 times a power of two"):
+        FastSegmenter(serving, FastScanConfig(coarse_stride=24, fine_stride=4))
     with pytest.raises(InputError, match="unknown runtime .*onnxruntime-int8"):
         FastSegmenter(serving, FastScanConfig(runtime="tensorrt"))
     with pytest.raises(InputError, match="unknown parameters"):
@@ -107,6 +148,4 @@ def test_the_int8_runtime_scores_patches_as_the_float_model_does(tmp_path, frame
 
 
 def serving_view(segmenter, frame) -> np.ndarray:
-    from arcscan.core.preprocess import model_view
-
     return model_view(frame, segmenter.sky_of(frame), segmenter.preprocess).model01

@@ -7,9 +7,9 @@ import pytest
 
 from arcscan.config import load_settings
 from arcscan.core.geometry import (
-    ImagerProfile, SkyConfig, SkyFinder, estimate_disc, rescale, sky_fraction, sky_from_elevation, to_shape,
+    ImagerProfile, SkyConfig, disc_mask, SkyFinder, estimate_disc, rescale, sky_fraction, sky_from_elevation, to_shape,
 )
-from arcscan.core.preprocess import PreprocessConfig, model_view
+from arcscan.core.preprocess import PerSky, PreprocessConfig, model_view, rays
 from arcscan.errors import InputError
 from arcscan.io.calibration import read_elevation
 from arcscan.io.frames import Frame, read_frames
@@ -195,3 +195,15 @@ def test_the_horizon_glow_goes_and_arcs_crossing_the_edge_or_inside_stay():
     assert contrast(after, edge_arc_pixels) > 3 * rim_p90[0.1]
     assert contrast(after, inner_arc_pixels) > 3 * rim_p90[0.1]
     assert contrast(after, inner_arc_pixels) > 0.8 * contrast(before, inner_arc_pixels)  # the sky inside is left as it was
+
+
+def test_what_depends_on_the_sky_alone_is_computed_once_per_sky_and_kept_read_only():
+    calls = []
+    per_sky = PerSky(lambda fov, scale: calls.append(scale) or np.full(fov.shape, scale, np.float32), size=2)
+    one, other = disc_mask((64, 64), (31.5, 31.5), 30), disc_mask((64, 64), (31.5, 31.5), 20)
+    first = per_sky(one, 2.0)
+    assert per_sky(one.copy(), 2.0) is first and calls == [2.0]  # the same sky (another array): kept
+    per_sky(one, 3.0), per_sky(other, 2.0)  # other numbers, another sky: computed; the first is dropped (size 2)
+    assert per_sky(one, 2.0) is not first and calls == [2.0, 3.0, 2.0, 2.0]
+    grid = rays(one, (31.5, 31.5))  # what the horizon glow keeps per sky
+    assert not any(array.flags.writeable for array in (grid.ys, grid.xs, grid.azimuth, grid.radius))

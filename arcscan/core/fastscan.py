@@ -1,17 +1,20 @@
-"""The archive's fast batch path: a coarse scan first, the fine scan and the CRF only where arcs can be.
+"""The archive's fast batch path: coarse to fine, finely only along the arcs' edges.
 
-Most archive frames hold no arc (cloud, moon, twilight, clear sky). :class:`FastSegmenter`
-scores the patches of a coarse grid (``coarse_stride``, a sub-grid of the serving scan's grid)
-of several frames in one batch. A frame whose coarse logits all stay below ``skip_logit`` is
-arc-free: its mask is empty without a fine scan or a CRF (the CRF cannot add an arc there: it
-caps probabilities at ``1 - gt_prob``, and a uniform unary favouring the sky keeps every pixel
-sky). In the other frames, the fine grid (the serving scan's ``scan.stride``) is scored only
-within one coarse cell of a coarse point above ``refine_logit``; its other points take the
-coarse grid's interpolated logits. Then the CRF and the arc objects run as in
+Most archive frames hold no arc (cloud, moon, twilight, clear sky), and in the others most of
+the sky is far from an arc's edge. :class:`FastSegmenter` scores the patches of a coarse grid
+(``coarse_stride``) of several frames in one batch. A frame whose coarse logits all stay below
+``skip_logit`` is arc-free: its mask is empty without a finer scan or a CRF (the CRF caps
+probabilities at ``1 - gt_prob``, and a uniform unary favouring the sky keeps every pixel sky).
+In the other frames the grid is halved level by level down to ``fine_stride`` (finer than the
+serving scan's ``scan.stride``), scoring a cell's new points only where its corners' logits
+come near the range the CRF distinguishes (the logits of ``1 - gt_prob`` .. ``gt_prob``),
+widened by ``logit_slope`` per pixel of the cell, as far as a logit may move inside it;
+elsewhere the new points take the cell's bilinear interpolation. The finest grid is
+interpolated to every pixel; then the CRF and the arc objects run as in
 :class:`arcscan.core.segment.Segmenter`, whose preprocessing, settings and tail it shares.
 
 Patches are scored by a :data:`PatchScorer`: ONNX Runtime on CPU (the checkpoint exported in
-memory), optionally quantised to int8, or the torch model where a GPU is present.
+memory and, by default, quantised to int8), or the torch model where a GPU is present.
 ``benchmarks/archive_speed.py`` measures it against the stride-1 reference and the serving path.
 """
 
@@ -40,14 +43,16 @@ PatchScorer = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class FastScanConfig:
-    """The archive path (params.yaml ``archive``): coarse grid stride (a multiple of
-    ``scan.stride``), the coarse logit below which a whole frame is arc-free, the coarse logit
-    above which the fine grid around a point is scored, the patch runtime (``auto``: ONNX
-    Runtime on CPU, torch on GPU) and how many frames share one batch of patches."""
+    """The archive path (params.yaml ``archive``): the first grid's stride, the finest grid's
+    (``coarse_stride`` = ``fine_stride`` x a power of two), the coarse logit below which a whole
+    frame is arc-free, how far (logit units per pixel) a patch's logit may move across a cell
+    (:meth:`FastSegmenter._cells_to_split`), the patch runtime (``auto``: ONNX Runtime int8 on
+    CPU, torch on GPU) and how many frames share one batch of patches."""
 
-    coarse_stride: int = 32
+    coarse_stride: int = 16
+    fine_stride: int = 4
     skip_logit: float = -4.0
-    refine_logit: float = -10.0
+    logit_slope: float = 0.27
     runtime: str = "auto"
     frames_per_batch: int = 8
 
@@ -129,10 +134,10 @@ RUNTIMES = ("auto", "onnxruntime", "onnxruntime-int8", "torch")
 def pick_scorer(segmenter: Segmenter, runtime: str, threads: int) -> PatchScorer:
     """The scorer of ``runtime`` for the segmenter's model: ``onnxruntime``,
     ``onnxruntime-int8`` (quantised on :func:`calibration_patches`), ``torch`` or ``auto``
-    (torch on a CUDA model, ONNX Runtime otherwise)."""
+    (torch on a CUDA model, ONNX Runtime int8 otherwise)."""
     model, config = segmenter.model, ModelConfig(patch_size=segmenter.scan.patch_size)
     if runtime == "auto":
-        runtime = "torch" if next(model.parameters()).is_cuda else "onnxruntime"
+        runtime = "torch" if next(model.parameters()).is_cuda else "onnxruntime-int8"
     if runtime == "torch":
         return torch_scorer(model)
     if runtime == "onnxruntime":
@@ -142,45 +147,61 @@ def pick_scorer(segmenter: Segmenter, runtime: str, threads: int) -> PatchScorer
     raise InputError(f"archive.runtime: unknown runtime {runtime!r} ({', '.join(RUNTIMES)})")
 
 
+def _upsample(grid: np.ndarray) -> np.ndarray:
+    """A grid's points and the midpoints between them (bilinear): its grid at half the stride."""
+    rows, cols = grid.shape
+    finer = np.empty((2 * rows - 1, 2 * cols - 1), np.float32)
+    finer[::2, ::2] = grid
+    finer[1::2, ::2] = (grid[:-1] + grid[1:]) / 2
+    finer[::2, 1::2] = (grid[:, :-1] + grid[:, 1:]) / 2
+    finer[1::2, 1::2] = (grid[:-1, :-1] + grid[1:, :-1] + grid[:-1, 1:] + grid[1:, 1:]) / 4
+    return finer
+
+
 @dataclass
 class _Plan:
-    """One frame's scan in progress: its view, fine grid and the logits scored so far."""
+    """One frame's scan in progress: its view, the model-scale sky and patch windows padded to
+    whole coarse cells, and the logits of the current grid (``stride`` pixels apart)."""
 
     view: ModelView
-    ys: np.ndarray
-    xs: np.ndarray
-    needed: np.ndarray  # fine grid points that reach the sky
-    coarse_rows: np.ndarray  # indices of the coarse grid's rows and columns in the fine grid
-    coarse_cols: np.ndarray
-    coarse: np.ndarray  # fine grid points that are on the coarse grid and reach the sky
-    grid: np.ndarray  # logits on the fine grid (scored points; the rest filled in later)
+    sky: np.ndarray
     windows: torch.Tensor
+    stride: int
+    grid: np.ndarray
+
+    def reach(self) -> np.ndarray:
+        """The current grid's points from which the sky can be reached (within one stride)."""
+        return maximum_filter(self.sky, size=2 * self.stride + 1)[:: self.stride, :: self.stride]
+
+    def pixels(self) -> np.ndarray:
+        """The current grid's logits bilinearly interpolated to every pixel of the frame (model scale)."""
+        height, width = self.view.model01.shape
+        points = [np.arange(0, n, self.stride) for n in self.sky.shape]
+        return grid_to_pixels(*points, self.grid, self.sky.shape)[:height, :width]
 
 
 class FastSegmenter:
     """The serving :class:`Segmenter`'s method, coarse to fine, several frames per batch."""
 
     def __init__(self, segmenter: Segmenter, config: FastScanConfig = FastScanConfig(), scorer: PatchScorer | None = None, threads: int | None = None) -> None:
-        stride = segmenter.scan.stride
-        if config.coarse_stride % stride or config.coarse_stride < stride:
-            raise InputError(f"archive.coarse_stride {config.coarse_stride} is not a multiple of scan.stride {stride}")
+        levels = config.coarse_stride // max(config.fine_stride, 1)
+        if config.fine_stride < 1 or levels * config.fine_stride != config.coarse_stride or levels & (levels - 1):
+            raise InputError(f"archive.coarse_stride {config.coarse_stride} is not archive.fine_stride {config.fine_stride} times a power of two")
         self.segmenter, self.config = segmenter, config
+        crf = segmenter.crf
+        self.certain_logit = float(np.log(crf.gt_prob / (1 - crf.gt_prob))) if crf.enabled else 0.0
         self.score = scorer or pick_scorer(segmenter, config.runtime, threads or torch.get_num_threads())
         self.patches_scored = 0  # since construction: what the coarse-to-fine scan costs
 
     def _plan(self, frame: Frame) -> _Plan:
         view = model_view(frame, self.segmenter.sky_of(frame), self.segmenter.preprocess)
-        ys, xs, needed = scan_grid(view.model01.shape, view.model_sky, self.segmenter.scan.stride)
-        rows, cols = self._coarse_indices(len(ys)), self._coarse_indices(len(xs))
-        coarse = np.zeros_like(needed)
-        coarse[np.ix_(rows, cols)] = True
-        grid = np.full(needed.shape, _OUTSIDE_LOGIT, np.float32)
-        return _Plan(view, ys, xs, needed, rows, cols, coarse & needed, grid, patch_windows(view.model01, self.segmenter.scan.patch_size))
-
-    def _coarse_indices(self, n: int) -> np.ndarray:
-        """Every ``coarse_stride / stride``-th fine grid index, and the last (as the fine grid
-        keeps the last pixel)."""
-        return np.unique(np.append(np.arange(0, n, self.config.coarse_stride // self.segmenter.scan.stride), n - 1))
+        stride = self.config.coarse_stride
+        padded = tuple(stride * int(np.ceil((n - 1) / stride)) + 1 for n in view.model01.shape)
+        image, sky = np.zeros(padded, np.float32), np.zeros(padded, bool)
+        image[: view.model01.shape[0], : view.model01.shape[1]] = view.model01
+        sky[: view.model_sky.shape[0], : view.model_sky.shape[1]] = view.model_sky
+        grid = np.full(((padded[0] - 1) // stride + 1, (padded[1] - 1) // stride + 1), _OUTSIDE_LOGIT, np.float32)
+        return _Plan(view, sky, patch_windows(image, self.segmenter.scan.patch_size), stride, grid)
 
     def _score_points(self, plans: list[_Plan], points: list[np.ndarray]) -> None:
         """Score the grid ``points`` (a boolean grid per plan) of all plans in batches."""
@@ -189,7 +210,8 @@ class FastSegmenter:
         for plan, chosen in zip(plans, points):
             gy, gx = np.nonzero(chosen)
             if len(gy):
-                patches.append(grid_patches(plan.windows, plan.ys, plan.xs, gy, gx))
+                rows, cols = (np.arange(0, n, plan.stride) for n in plan.sky.shape)
+                patches.append(grid_patches(plan.windows, rows, cols, gy, gx))
                 owners.append((plan, gy, gx))
         if not patches:
             return
@@ -201,21 +223,25 @@ class FastSegmenter:
             plan.grid[gy, gx] = logits[start : start + len(gy)]
             start += len(gy)
 
-    def _refine_points(self, plan: _Plan) -> np.ndarray:
-        """Fine grid points to score: within one coarse cell of a coarse point above
-        ``refine_logit``, reaching the sky, not yet scored."""
-        step = self.config.coarse_stride // self.segmenter.scan.stride
-        hot = plan.coarse & (plan.grid >= self.config.refine_logit)
-        near = maximum_filter(hot, size=2 * step + 1)
-        return near & plan.needed & ~plan.coarse
+    def _cells_to_split(self, plan: _Plan) -> np.ndarray:
+        """Cells of the current grid whose corners' logits meet the range the CRF tells apart,
+        widened by how far a logit may move across the cell (``logit_slope`` x stride)."""
+        corners = np.stack([plan.grid[:-1, :-1], plan.grid[1:, :-1], plan.grid[:-1, 1:], plan.grid[1:, 1:]])
+        reach = self.certain_logit + self.config.logit_slope * plan.stride
+        return (corners.max(0) >= -reach) & (corners.min(0) <= reach)
 
-    def _coarse_logits(self, plan: _Plan, shape: tuple[int, int]) -> np.ndarray:
-        """The coarse grid's logits bilinearly interpolated on a grid of ``shape``, in the
-        fine grid's index units (``shape`` = the fine grid) or the pixels' (the frame)."""
-        coarse = plan.grid[np.ix_(plan.coarse_rows, plan.coarse_cols)]
-        if shape == plan.grid.shape:
-            return grid_to_pixels(plan.coarse_rows, plan.coarse_cols, coarse, shape)
-        return grid_to_pixels(plan.ys[plan.coarse_rows], plan.xs[plan.coarse_cols], coarse, shape)
+    def _split(self, plan: _Plan) -> np.ndarray:
+        """Halve the plan's grid (bilinear); return its new points to score: those of split
+        cells that reach the sky."""
+        split = self._cells_to_split(plan)
+        plan.grid, plan.stride = _upsample(plan.grid), plan.stride // 2
+        rows, cols = split.shape
+        new = np.zeros(plan.grid.shape, bool)
+        for dy in range(3):
+            for dx in range(3):
+                new[dy : dy + 2 * rows : 2, dx : dx + 2 * cols : 2] |= split
+        new[::2, ::2] = False  # the old points, scored already
+        return new & plan.reach()
 
     def segment_batch(self, frames: list[Frame]) -> list[Segmentation]:
         """Segment frames, their patches scored together (``frames_per_batch`` at a time)."""
@@ -231,19 +257,14 @@ class FastSegmenter:
     def _segment_group(self, frames: list[Frame]) -> list[Segmentation]:
         start = time.perf_counter()
         plans = [self._plan(frame) for frame in frames]
-        self._score_points(plans, [plan.coarse for plan in plans])
-        arc_free = [not (plan.grid[plan.coarse] >= self.config.skip_logit).any() for plan in plans]
+        self._score_points(plans, [plan.reach() for plan in plans])
+        arc_free = [not (plan.grid >= self.config.skip_logit).any() for plan in plans]
         live = [plan for plan, skip in zip(plans, arc_free) if not skip]
-        refine = [self._refine_points(plan) for plan in live]
-        self._score_points(live, refine)
-        for plan, refined in zip(live, refine):
-            unscored = plan.needed & ~plan.coarse & ~refined
-            plan.grid[unscored] = self._coarse_logits(plan, plan.grid.shape)[unscored]
+        while live and live[0].stride > self.config.fine_stride:
+            self._score_points(live, [self._split(plan) for plan in live])
         scan_ms = (time.perf_counter() - start) * 1000 / len(frames)
         results = []
         for frame, plan, skip in zip(frames, plans, arc_free):
-            shape = plan.view.model01.shape
-            logits = self._coarse_logits(plan, shape) if skip else grid_to_pixels(plan.ys, plan.xs, plan.grid, shape)
-            probability = 1.0 / (1.0 + np.exp(-logits))
+            probability = 1.0 / (1.0 + np.exp(-plan.pixels()))
             results.append(self.segmenter.finish(frame, plan.view, probability, scan_ms, crf=not skip))
         return results

@@ -11,7 +11,12 @@ Training patches, raster scans and outputs all go through :func:`model_view`.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, grey_opening, map_coordinates, median_filter
@@ -21,6 +26,38 @@ from arcscan.io.base import Frame
 
 
 GLOW_MIN_AZIMUTH_DEG = 10  # horizon glow is wider than this in azimuth (1 degree per ray)
+GLOW_RAYS = 360  # one ray per degree of azimuth
+
+T = TypeVar("T")
+
+
+class PerSky(Generic[T]):
+    """What depends on a sky mask alone (and a few numbers), computed once for each of the last
+    ``size`` masks and kept read-only: a stream or an archive sends one imager's sky again and again."""
+
+    def __init__(self, compute: Callable[..., T], size: int = 8) -> None:
+        self.compute, self.size = compute, size
+        self._kept: OrderedDict[tuple, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, fov: np.ndarray, *args: float | tuple[float, float]) -> T:
+        key = (fov.shape, hashlib.blake2b(np.packbits(fov), digest_size=16).digest(), args)
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        value = self.compute(fov, *args)
+        with self._lock:
+            self._kept[key] = value
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        return value
+
+
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
 
 
 @dataclass(frozen=True)
@@ -78,23 +115,30 @@ def flatten(counts: np.ndarray, fov: np.ndarray, sigma: float) -> np.ndarray:
     """``counts`` minus its smooth sky: a Gaussian of ``sigma`` pixels normalised within the
     sky, so the rim is not darkened. What is wider than an arc goes (vignetting, the bright
     horizon, twilight, moon glow, diffuse aurora); arcs, stars and edges stay."""
-    weight = gaussian_filter(fov.astype(np.float32), sigma)
+    weight = _sky_weight(fov, sigma)
     smooth = gaussian_filter(np.where(fov, counts, 0.0).astype(np.float32), sigma) / np.maximum(weight, 1e-6)
     return counts - smooth
 
 
-def glow(counts: np.ndarray, fov: np.ndarray, center: tuple[float, float], outer: float) -> np.ndarray:
-    """The horizon glow of a (flattened) sky, to subtract: along each ray from the zenith
-    ``center`` (x, y) to the sky's edge, the largest profile below the ray's that rises to a
-    peak in the ``outer`` share of the ray and falls beyond it (van Rhijn brightening, dawn
-    twilight and city light grow toward the horizon; extinction and the lens may dim the last
-    degrees), at least 0; kept only where wider than ``GLOW_MIN_AZIMUTH_DEG`` in azimuth, so an
-    arc that crosses the edge keeps its contrast. An arc between the zenith and the peak keeps it
-    too (the darker sky beyond it bounds the profile); an arc lying along the edge, peaking in the
-    outer share, is taken for glow."""
+_sky_weight = PerSky(lambda fov, sigma: _read_only(gaussian_filter(fov.astype(np.float32), sigma))[0])
+
+
+@dataclass(frozen=True)
+class Rays:
+    """A sky's rays from the zenith, one per degree of azimuth, each sampled from the zenith to
+    the sky's edge (``ys``, ``xs``: n_rays x n_rho), and each pixel's place on that polar grid
+    (``azimuth``, ``radius``: fractional indices, ray 0 repeated after the last)."""
+
+    ys: np.ndarray
+    xs: np.ndarray
+    azimuth: np.ndarray
+    radius: np.ndarray
+
+
+def rays(fov: np.ndarray, center: tuple[float, float]) -> Rays:
+    """The rays of the sky ``fov`` from the zenith ``center`` (x, y) to its edge."""
     cx, cy = center
-    n_theta = 360  # one ray per degree of azimuth
-    theta = np.linspace(0, 2 * np.pi, n_theta, endpoint=False)
+    theta = np.linspace(0, 2 * np.pi, GLOW_RAYS, endpoint=False)
     reach = int(np.ceil(np.hypot(*fov.shape))) + 1
     steps = np.arange(reach, dtype=np.float32)
     ray_y, ray_x = cy + steps[None] * np.sin(theta[:, None]), cx + steps[None] * np.cos(theta[:, None])
@@ -103,7 +147,29 @@ def glow(counts: np.ndarray, fov: np.ndarray, center: tuple[float, float], outer
     n_rho = int(edge.max()) + 1
     rho = np.linspace(0, 1, n_rho, dtype=np.float32)
     ys, xs = cy + rho[None] * edge[:, None] * np.sin(theta[:, None]), cx + rho[None] * edge[:, None] * np.cos(theta[:, None])
-    polar = map_coordinates(np.where(fov, counts, 0.0).astype(np.float32), [ys, xs], order=1, mode="nearest")
+    yy, xx = np.mgrid[: fov.shape[0], : fov.shape[1]]
+    azimuth = (np.arctan2(yy - cy, xx - cx) % (2 * np.pi)) / (2 * np.pi) * GLOW_RAYS
+    edge_here = np.interp(azimuth, np.arange(GLOW_RAYS + 1), np.concatenate([edge, edge[:1]]))
+    radius = np.clip(np.hypot(yy - cy, xx - cx) / edge_here, 0, 1) * (n_rho - 1)
+    return Rays(*_read_only(ys, xs, azimuth, radius))
+
+
+_sky_rays = PerSky(rays)
+
+
+def glow(counts: np.ndarray, fov: np.ndarray, center: tuple[float, float], outer: float) -> np.ndarray:
+    """The horizon glow of a (flattened) sky, to subtract: along each ray from the zenith
+    ``center`` (x, y) to the sky's edge (:func:`rays`), the largest profile below the ray's that
+    rises to a peak in the ``outer`` share of the ray and falls beyond it (van Rhijn brightening,
+    dawn twilight and city light grow toward the horizon; extinction and the lens may dim the last
+    degrees), at least 0; kept only where wider than ``GLOW_MIN_AZIMUTH_DEG`` in azimuth, so an
+    arc that crosses the edge keeps its contrast. An arc between the zenith and the peak keeps it
+    too (the darker sky beyond it bounds the profile); an arc lying along the edge, peaking in the
+    outer share, is taken for glow."""
+    grid = _sky_rays(fov, tuple(map(float, center)))
+    n_rho = grid.ys.shape[1]
+    rho = np.linspace(0, 1, n_rho, dtype=np.float32)
+    polar = map_coordinates(np.where(fov, counts, 0.0).astype(np.float32), [grid.ys, grid.xs], order=1, mode="nearest")
     smooth = gaussian_filter(polar, (2.0, 0.0), mode=("wrap", "nearest"))  # neighbouring rays averaged, the profile kept sharp
     near_edge = rho >= 1.0 - outer
     peak = np.flatnonzero(near_edge)[0] + np.argmax(smooth[:, near_edge], axis=1)  # per azimuth
@@ -113,12 +179,7 @@ def glow(counts: np.ndarray, fov: np.ndarray, center: tuple[float, float], outer
     ring = np.maximum(np.where(index <= peak[:, None], inward, outward), 0.0)  # rises to the peak, falls beyond: the glow
     ring = grey_opening(ring, size=(GLOW_MIN_AZIMUTH_DEG, 1), mode="wrap")  # only what is wider in azimuth: an arc along a ray stays
     ring = gaussian_filter(ring, (3.0, 0.0), mode=("wrap", "nearest"))
-    ring, edge = np.concatenate([ring, ring[:1]]), np.concatenate([edge, edge[:1]])  # theta wraps
-    yy, xx = np.mgrid[: counts.shape[0], : counts.shape[1]]
-    t = (np.arctan2(yy - cy, xx - cx) % (2 * np.pi)) / (2 * np.pi) * n_theta
-    edge_here = np.interp(t, np.arange(n_theta + 1), edge)
-    r = np.clip(np.hypot(yy - cy, xx - cx) / edge_here, 0, 1) * (n_rho - 1)
-    out = map_coordinates(ring, [t, r], order=1, mode="nearest")
+    out = map_coordinates(np.concatenate([ring, ring[:1]]), [grid.azimuth, grid.radius], order=1, mode="nearest")  # theta wraps
     return np.where(fov, out, 0.0).astype(np.float32)
 
 
