@@ -29,7 +29,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy.ndimage import maximum_filter
 
 from arcscan.core.model import ModelConfig, export_onnx
 from arcscan.core.preprocess import ModelView, model_view
@@ -169,15 +168,18 @@ class _Plan:
     stride: int
     grid: np.ndarray
 
+    def axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current grid's rows and columns (pixels of the padded frame)."""
+        return np.arange(0, self.sky.shape[0], self.stride), np.arange(0, self.sky.shape[1], self.stride)
+
     def reach(self) -> np.ndarray:
-        """The current grid's points from which the sky can be reached (within one stride)."""
-        return maximum_filter(self.sky, size=2 * self.stride + 1)[:: self.stride, :: self.stride]
+        """The current grid's points from which the sky can be reached (:func:`scan_grid`'s rule)."""
+        return scan_grid(self.sky.shape, self.sky, self.stride)[2]
 
     def pixels(self) -> np.ndarray:
         """The current grid's logits bilinearly interpolated to every pixel of the frame (model scale)."""
         height, width = self.view.model01.shape
-        points = [np.arange(0, n, self.stride) for n in self.sky.shape]
-        return grid_to_pixels(*points, self.grid, self.sky.shape)[:height, :width]
+        return grid_to_pixels(*self.axes(), self.grid, self.sky.shape)[:height, :width]
 
 
 class FastSegmenter:
@@ -210,8 +212,7 @@ class FastSegmenter:
         for plan, chosen in zip(plans, points):
             gy, gx = np.nonzero(chosen)
             if len(gy):
-                rows, cols = (np.arange(0, n, plan.stride) for n in plan.sky.shape)
-                patches.append(grid_patches(plan.windows, rows, cols, gy, gx))
+                patches.append(grid_patches(plan.windows, *plan.axes(), gy, gx))
                 owners.append((plan, gy, gx))
         if not patches:
             return
