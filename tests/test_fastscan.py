@@ -126,6 +126,8 @@ def test_bad_fast_path_settings_are_refused(tmp_path):
     serving = _segmenter(tmp_path)
     with pytest.raises(InputError, match="not archive.fine_stride 4 times a power of two"):
         FastSegmenter(serving, FastScanConfig(coarse_stride=24, fine_stride=4))
+    with pytest.raises(InputError, match="logit_slope -0.1 is negative"):
+        FastSegmenter(serving, FastScanConfig(logit_slope=-0.1))
     with pytest.raises(InputError, match="unknown runtime .*onnxruntime-int8"):
         FastSegmenter(serving, FastScanConfig(runtime="tensorrt"))
     with pytest.raises(InputError, match="unknown parameters"):

@@ -189,6 +189,8 @@ class FastSegmenter:
         levels = config.coarse_stride // max(config.fine_stride, 1)
         if config.fine_stride < 1 or levels * config.fine_stride != config.coarse_stride or levels & (levels - 1):
             raise InputError(f"archive.coarse_stride {config.coarse_stride} is not archive.fine_stride {config.fine_stride} times a power of two")
+        if config.logit_slope < 0:
+            raise InputError(f"archive.logit_slope {config.logit_slope} is negative (logit units per pixel a patch's logit may move)")
         self.segmenter, self.config = segmenter, config
         crf = segmenter.crf
         self.certain_logit = float(np.log(crf.gt_prob / (1 - crf.gt_prob))) if crf.enabled else 0.0
