@@ -351,7 +351,7 @@ def run(spec: RunSpec) -> dict:
 def segment_frame(model: torch.nn.Module, frame: SkyFrame, scan: ScanConfig, crf: CRFConfig) -> tuple[np.ndarray, np.ndarray]:
     """One scan of the frame: its arc probability map and the CRF mask of that map."""
     probability = 1.0 / (1.0 + np.exp(-scan_logits(model, frame.image01, frame.fov, scan)))
-    return probability, dense_crf(probability, frame.image01, crf)
+    return probability, dense_crf(probability, frame.image01, crf, frame.fov)
 
 
 def claimed(model: torch.nn.Module, frames: list[SkyFrame], bench: Benchmark) -> float:

@@ -10,7 +10,7 @@ from arcscan.core.model import ModelConfig, build_model
 from arcscan.core.patches import extract_patches
 from arcscan.core.geometry import ImagerProfile, SkyConfig, disc_mask
 from arcscan.core.preprocess import PreprocessConfig
-from arcscan.core.segment import CRFConfig, ObjectConfig, ScanConfig, Segmenter, _grid, arc_objects, dense_crf, frame_record, scan_logits
+from arcscan.core.segment import CRFConfig, ObjectConfig, ScanConfig, Segmenter, _grid, arc_objects, crf_guide, dense_crf, frame_record, scan_logits
 
 SMALL = PreprocessConfig(sky_radius=28)
 SMALL_SKY = SkyConfig(min_elevation=0, imagers=(ImagerProfile("small", center=(31.5, 31.5), horizon_radius=28),))
@@ -107,6 +107,31 @@ def test_crf_snaps_an_uncertain_band_to_the_bright_band():
     mask = dense_crf(probability, image, CRFConfig())
     assert mask[28:36, 12:52].mean() > 0.95
     assert mask[:20].mean() < 0.05 and mask[44:].mean() < 0.05
+
+
+def test_crf_keeps_a_faint_band_its_intensity_scale_follows_the_noise():
+    """A band only 1.6 noise sigmas above its sky, found by the scan: the bilateral kernel on
+    2 noise sigmas of the smoothed guide keeps it; on 4 (about the fixed 13 grey levels used
+    before, on this noise) it cannot tell the band from the sky and erases it."""
+    rng = np.random.default_rng(0)
+    image = np.clip(0.3 + rng.normal(0, 0.05, (128, 128)), 0, 1).astype(np.float32)
+    image[60:68] += 0.08
+    probability = np.full(image.shape, 0.2, np.float32)
+    probability[56:72, 16:112] = 0.95  # the scan's guess, a little too wide
+    kept = dense_crf(probability, image, CRFConfig())
+    assert kept[60:68, 24:104].mean() > 0.8 and kept[:50].mean() < 0.01 and kept[76:].mean() < 0.01
+    assert dense_crf(probability, image, CRFConfig(bilateral_srgb_noise=4.0))[60:68].mean() < 0.1
+
+
+def test_crf_guide_noise_is_the_smoothed_pixel_noise():
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0.5, 0.05, (200, 200)).astype(np.float32)
+    guide, sigma = crf_guide(noise, np.ones(noise.shape, bool), 1.0)
+    assert guide.std() < noise.std() / 2
+    assert 0.8 < sigma / (0.05 / (2 * np.sqrt(np.pi))) < 1.1  # white noise under a 1 px Gaussian: sigma / (2 sqrt(pi))
+    outside = np.zeros(noise.shape, bool)
+    outside[50:150, 50:150] = True
+    assert (crf_guide(noise, outside, 1.0)[0][~outside] == 0).all()
 
 
 def test_arc_objects_measure_a_band():

@@ -24,7 +24,7 @@ import torch
 from pydensecrf import densecrf
 from pydensecrf.utils import unary_from_softmax
 from scipy.interpolate import RegularGridInterpolator
-from scipy.ndimage import maximum_filter
+from scipy.ndimage import gaussian_filter, maximum_filter
 from skimage.measure import label, regionprops
 from skimage.morphology import skeletonize
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from arcscan.geo.arcs import ArcGeo
 
 _OUTSIDE_LOGIT = -20.0  # score given where no patch was scored (beyond the sky disc)
+GUIDE_NOISE_SCALE = 4.0  # px: the local mean the CRF guide's noise is measured against (wider than its smoothing)
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,19 @@ class ObjectConfig:
 @dataclass(frozen=True)
 class CRFConfig:
     """Dense CRF: unary from probabilities capped at ``gt_prob`` confidence; a Gaussian
-    smoothness kernel and a bilateral (position + intensity) appearance kernel."""
+    smoothness kernel and a bilateral (position + intensity) appearance kernel. The bilateral
+    kernel compares the intensities of a guide (:func:`crf_guide`: the frame smoothed by
+    ``guide_sigma`` px) on the scale of ``bilateral_srgb_noise`` noise sigmas of that guide, so
+    that a faint arc, a few noise sigmas above its sky, is as distinct as a bright one."""
 
     enabled: bool = True
     gt_prob: float = 0.8
     gauss_sxy: float = 3.0
     gauss_compat: float = 3.0
     bilateral_sxy: float = 80.0
-    bilateral_srgb: float = 13.0
+    bilateral_srgb_noise: float = 2.0
     bilateral_compat: float = 10.0
+    guide_sigma: float = 1.0
     iterations: int = 5
 
 
@@ -177,15 +182,28 @@ def scan_logits(model: torch.nn.Module, image01: np.ndarray, fov: np.ndarray, co
     return grid_to_pixels(ys, xs, grid, image01.shape)
 
 
-def dense_crf(probability: np.ndarray, image01: np.ndarray, config: CRFConfig) -> np.ndarray:
-    """Refined arc mask: mean-field inference of a two-label fully connected CRF."""
+def crf_guide(image01: np.ndarray, sky: np.ndarray, sigma: float) -> tuple[np.ndarray, float]:
+    """The intensities the CRF's bilateral kernel compares: ``image01`` smoothed by a Gaussian
+    of ``sigma`` px (pixel noise down, arcs kept), and that guide's noise: 1.4826 x the median
+    absolute deviation from its local mean (a Gaussian of ``GUIDE_NOISE_SCALE`` px) within ``sky``."""
+    guide = (gaussian_filter(image01, sigma) if sigma > 0 else image01) * sky
+    residual = (guide - gaussian_filter(guide, GUIDE_NOISE_SCALE))[sky]
+    return guide.astype(np.float32), float(1.4826 * np.median(np.abs(residual))) if residual.size else 0.0
+
+
+def dense_crf(probability: np.ndarray, image01: np.ndarray, config: CRFConfig, sky: np.ndarray | None = None) -> np.ndarray:
+    """Refined arc mask: mean-field inference of a two-label fully connected CRF (its
+    intensities from :func:`crf_guide` within ``sky``, the whole frame by default)."""
     height, width = probability.shape
+    sky = np.ones(probability.shape, bool) if sky is None else sky
     capped = np.clip(probability, 1.0 - config.gt_prob, config.gt_prob).astype(np.float32)
     crf = densecrf.DenseCRF2D(width, height, 2)
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(np.stack([1.0 - capped, capped]))))
     crf.addPairwiseGaussian(sxy=config.gauss_sxy, compat=config.gauss_compat)
-    intensity = np.ascontiguousarray(np.repeat((image01 * 255).astype(np.uint8)[..., None], 3, axis=2))
-    crf.addPairwiseBilateral(sxy=config.bilateral_sxy, srgb=config.bilateral_srgb, rgbim=intensity, compat=config.bilateral_compat)
+    guide, noise = crf_guide(image01, sky, config.guide_sigma)
+    intensity = np.ascontiguousarray(np.repeat((np.clip(guide, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2))
+    srgb = max(config.bilateral_srgb_noise * noise * 255, 1.0)  # in grey levels; at least one
+    crf.addPairwiseBilateral(sxy=config.bilateral_sxy, srgb=srgb, rgbim=intensity, compat=config.bilateral_compat)
     q = np.asarray(crf.inference(config.iterations)).reshape(2, height, width)
     return q[1] > q[0]
 
@@ -268,7 +286,7 @@ class Segmenter:
         sky = view.sky
         crf = crf and self.crf.enabled
         start = time.perf_counter()
-        mask = dense_crf(probability, view.model01, self.crf) if crf else probability > 0.5
+        mask = dense_crf(probability, view.model01, self.crf, view.model_sky) if crf else probability > 0.5
         crf_ms = (time.perf_counter() - start) * 1000 if crf else 0.0
         shape = frame.image.shape
         probability = to_shape(probability.astype(np.float32), shape)

@@ -1,0 +1,87 @@
+"""The CRF's intensity scale: the pipeline's model re-scored with other ``crf.bilateral_srgb_noise``
+and ``crf.guide_sigma`` values, on the real validation frames and the held-out synthetic frames.
+
+    python benchmarks/crf_scale.py [--checkpoint models/model.pt] [--output reports/bench_crf_scale.json]
+
+Each frame is scanned once (params.yaml's scan); the CRF and the arc objects then run with each
+setting (:meth:`~arcscan.core.segment.Segmenter.finish`). Per setting: real pixel IoU (pooled and
+per frame), reference arcs found, predicted arcs real, the share of the arc-free sky claimed, and
+the synthetic pixel IoU after the CRF; the same figures as ``training/evaluate.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from arcscan.config import load_settings  # noqa: E402
+from arcscan.core.metrics import ArcDetection, MaskAgreement  # noqa: E402
+from arcscan.core.model import load_checkpoint  # noqa: E402
+from arcscan.core.preprocess import ModelView, model_view  # noqa: E402
+from arcscan.core.segment import Segmenter, scan_logits  # noqa: E402
+from arcscan.core.synth import mask_path, read_masks  # noqa: E402
+from arcscan.io.frames import Frame, read_frames  # noqa: E402
+from arcscan.io.reference import references  # noqa: E402
+
+SETTINGS = [{"bilateral_srgb_noise": k} for k in (1.5, 2.0, 2.5, 3.0, 4.0)] + [{"guide_sigma": s} for s in (0.7, 1.5)]
+
+
+def scanned(segmenter: Segmenter, frame: Frame) -> tuple[ModelView, np.ndarray]:
+    """The frame's model view and its scan's probability map."""
+    view = model_view(frame, segmenter.sky_of(frame), segmenter.preprocess)
+    return view, 1.0 / (1.0 + np.exp(-scan_logits(segmenter.model, view.model01, view.model_sky, segmenter.scan)))
+
+
+def score(segmenter: Segmenter, real: list, synthetic: list) -> dict:
+    """Real and synthetic figures of the segmenter's CRF on the scanned frames."""
+    pixels, arcs, claimed, per_frame, synth = MaskAgreement(), ArcDetection(), [], [], MaskAgreement()
+    for frame, view, probability, instances, ignored in real:
+        result = segmenter.finish(frame, view, probability, 0.0)
+        scored = result.sky & ~ignored
+        if instances.any():
+            single = MaskAgreement()
+            for agreement in (pixels, single):
+                agreement.add(result.mask, instances > 0, scored)
+            per_frame.append({"file": Path(frame.source).name, "iou": single.iou()})
+            arcs.add(result.mask, instances, ~scored, max(1, round(segmenter.objects.min_area / result.scale**2)))
+        else:
+            claimed.append(float(result.mask[scored].mean()))
+    for frame, view, probability, truth in synthetic:
+        result = segmenter.finish(frame, view, probability, 0.0)
+        synth.add(result.mask, truth, result.sky)
+    return {"real_pixel_iou": pixels.iou(), "real_iou_per_frame": per_frame, "real_arcs_found": f"{arcs.found}/{arcs.reference}",
+            "real_arcs_real": f"{arcs.real}/{arcs.predicted}", "real_arcfree_sky_claimed": float(np.mean(claimed)), "synthetic_pixel_iou_crf": synth.iou()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "model.pt")
+    parser.add_argument("--output", type=Path, default=ROOT / "reports" / "bench_crf_scale.json")
+    args = parser.parse_args()
+    settings = load_settings(ROOT / "params.yaml")
+    torch.set_num_threads(settings.train.threads)
+    segmenter = settings.segmenter(load_checkpoint(args.checkpoint))
+    real = [(frame, *scanned(segmenter, frame), reference.arcs[frame.index], reference.ignore[frame.index])
+            for reference in references(ROOT / "data" / "real" / "valid") for frame in read_frames(reference.frames)]
+    synthetic = [(frame, *scanned(segmenter, frame), truth) for path in sorted((ROOT / "data" / "test").glob("*.pgm*"))
+                 for frame, truth in zip(read_frames(path), read_masks(mask_path(path)))]
+    rows = []
+    for change in [{}, *SETTINGS]:
+        variant = copy.copy(segmenter)
+        variant.crf = replace(segmenter.crf, **change)
+        rows.append({"change": change or "params.yaml", **score(variant, real, synthetic)})
+        print(json.dumps(rows[-1]), flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"crf": segmenter.crf.__dict__, "checkpoint": str(args.checkpoint), "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
