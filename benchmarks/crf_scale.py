@@ -6,7 +6,9 @@ and ``crf.guide_sigma`` values, on the real validation frames and the held-out s
 Each frame is scanned once (params.yaml's scan); the CRF and the arc objects then run with each
 setting (:meth:`~arcscan.core.segment.Segmenter.finish`). Per setting: real pixel IoU (pooled and
 per frame), reference arcs found, predicted arcs real, the share of the arc-free sky claimed, and
-the synthetic pixel IoU after the CRF; the same figures as ``training/evaluate.py``.
+the synthetic pixel IoU after the CRF; the same figures as ``training/evaluate.py``. And, on
+frames the setting was not chosen on, the hand labels of the real training frames
+(``data/real/labels.csv``): how many "arc" and how many "other" labels the mask covers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from arcscan.config import load_settings  # noqa: E402
 from arcscan.core.metrics import ArcDetection, MaskAgreement  # noqa: E402
 from arcscan.core.model import load_checkpoint  # noqa: E402
+from arcscan.core.patches import POSITIVE, read_label_csv  # noqa: E402
 from arcscan.core.preprocess import ModelView, model_view  # noqa: E402
 from arcscan.core.segment import Segmenter, scan_logits  # noqa: E402
 from arcscan.core.synth import mask_path, read_masks  # noqa: E402
@@ -40,7 +43,19 @@ def scanned(segmenter: Segmenter, frame: Frame) -> tuple[ModelView, np.ndarray]:
     return view, 1.0 / (1.0 + np.exp(-scan_logits(segmenter.model, view.model01, view.model_sky, segmenter.scan)))
 
 
-def score(segmenter: Segmenter, real: list, synthetic: list) -> dict:
+def labelled_frames(segmenter: Segmenter, folder: Path) -> list:
+    """The real training frames that carry hand labels, scanned, with their labels."""
+    by_frame: dict[tuple[str, int], list[dict]] = {}
+    for row in read_label_csv(folder / "labels.csv"):
+        by_frame.setdefault((row["file"], int(row["frame"])), []).append(row)
+    frames = []
+    for (name, index), rows in sorted(by_frame.items()):
+        frame = read_frames(folder / "train" / name)[index]
+        frames.append((frame, *scanned(segmenter, frame), rows))
+    return frames
+
+
+def score(segmenter: Segmenter, real: list, synthetic: list, labelled: list) -> dict:
     """Real and synthetic figures of the segmenter's CRF on the scanned frames."""
     pixels, arcs, claimed, per_frame, synth = MaskAgreement(), ArcDetection(), [], [], MaskAgreement()
     for frame, view, probability, instances, ignored in real:
@@ -57,7 +72,14 @@ def score(segmenter: Segmenter, real: list, synthetic: list) -> dict:
     for frame, view, probability, truth in synthetic:
         result = segmenter.finish(frame, view, probability, 0.0)
         synth.add(result.mask, truth, result.sky)
-    return {"real_pixel_iou": pixels.iou(), "real_iou_per_frame": per_frame, "real_arcs_found": f"{arcs.found}/{arcs.reference}",
+    covered = {"arc": [0, 0], "other": [0, 0]}
+    for frame, view, probability, rows in labelled:
+        mask = segmenter.finish(frame, view, probability, 0.0).mask
+        for row in rows:
+            counts = covered["arc" if row["label"] == POSITIVE else "other"]
+            counts[0] += int(mask[int(row["y"]), int(row["x"])])
+            counts[1] += 1
+    return {"labels_in_mask": {label: f"{inside}/{total}" for label, (inside, total) in covered.items()},"real_pixel_iou": pixels.iou(), "real_iou_per_frame": per_frame, "real_arcs_found": f"{arcs.found}/{arcs.reference}",
             "real_arcs_real": f"{arcs.real}/{arcs.predicted}", "real_arcfree_sky_claimed": float(np.mean(claimed)), "synthetic_pixel_iou_crf": synth.iou()}
 
 
@@ -73,11 +95,12 @@ def main() -> None:
             for reference in references(ROOT / "data" / "real" / "valid") for frame in read_frames(reference.frames)]
     synthetic = [(frame, *scanned(segmenter, frame), truth) for path in sorted((ROOT / "data" / "test").glob("*.pgm*"))
                  for frame, truth in zip(read_frames(path), read_masks(mask_path(path)))]
+    labelled = labelled_frames(segmenter, ROOT / "data" / "real")
     rows = []
     for change in [{}, *SETTINGS]:
         variant = copy.copy(segmenter)
         variant.crf = replace(segmenter.crf, **change)
-        rows.append({"change": change or "params.yaml", **score(variant, real, synthetic)})
+        rows.append({"change": change or "params.yaml", **score(variant, real, synthetic, labelled)})
         print(json.dumps(rows[-1]), flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"crf": segmenter.crf.__dict__, "checkpoint": str(args.checkpoint), "rows": rows}, indent=2) + "\n")
