@@ -30,7 +30,7 @@ arcs (the same CRF in both) say where the time goes.
 Reported: frames/s of each path; the archive path's mask IoU against the reference (pooled
 over the reference frames) and against the serving path (all frames); arcs of the serving path
 that the archive path misses (a serving-path arc no archive-path arc overlaps) and the other
-way round; the share of arc-free frames. Then ``arcscan.archive.pipeline.run`` on a temporary
+way round; arcs of the reference that each path misses; the share of arc-free frames. Then ``arcscan.archive.pipeline.run`` on a temporary
 archive of the source files (whole files: more frames), local Ray with 2 CPUs, 1 worker x 2
 threads and 2 workers x 1 thread: frames/s of the whole job (Ray start, actor start and model
 load included) and between the first and last commit (steady state), and the peak resident
@@ -264,6 +264,8 @@ def main() -> None:
     misses = [missed_arcs(f.mask, s.mask, min_area) for f, s in zip(fast, served)]
     extra = [missed_arcs(s.mask, f.mask, min_area) for f, s in zip(fast, served)]
     by_frame = dict(zip(chosen, reference))
+    # arcs of the stride-1 reference that each path misses (the serving path's own arcs may be fragments the reference lacks)
+    reference_misses = {name: [missed_arcs(results[i].mask, r.mask, min_area) for i, r in by_frame.items()] for name, results in (("serving", served), ("archive", fast))}
     per_frame = [
         {"frame": f"{frame.source}#{frame.index}", "real_arc_free": i < len(arc_free), "serving_arcs": len(s.objects), "archive_arcs": len(a.objects),
          "archive_skipped_as_arc_free": a.crf_ms == 0.0, "iou_archive_vs_serving": _iou([(a.mask, s.mask)]),
@@ -297,6 +299,8 @@ def main() -> None:
         "iou_archive_vs_serving": _iou([(a.mask, s.mask) for a, s in zip(fast, served)]),
         "serving_arcs": sum(t for _, t in misses), "arcs_missed_vs_serving": sum(m for m, _ in misses),
         "archive_arcs_not_in_serving": sum(m for m, _ in extra),
+        "reference_arcs": sum(t for _, t in reference_misses["serving"]),
+        "reference_arcs_missed": {name: sum(m for m, _ in misses_) for name, misses_ in reference_misses.items()},
         "skipped_as_arc_free": sum(1 for row in per_frame if row["archive_skipped_as_arc_free"]),
     }
     model = Model.from_checkpoint(args.checkpoint)
@@ -305,7 +309,7 @@ def main() -> None:
     rays = ray_runs(sorted(set(ray_files)), model, params, layouts)
     report = {
         "summary": {**{k: library[k] for k in ("serving_frames_per_second", "archive_frames_per_second", "archive_over_serving", "iou_archive_vs_reference",
-                                               "iou_serving_vs_reference", "arcs_missed_vs_serving", "arc_free_share_real",
+                                               "iou_serving_vs_reference", "arcs_missed_vs_serving", "reference_arcs", "reference_arcs_missed", "arc_free_share_real",
                                                "archive_over_serving_at_arc_free_share", "iou_float_vs_reference", "ms_per_patch", "patches_per_frame")},
                     "float_over_serving": library["float"]["over_serving"], "float_arcs_missed_vs_serving": library["float"]["arcs_missed_vs_serving"],
                     **{f"ray_{r['workers']}x{r['threads_per_worker']}_steady_frames_per_second": r["steady_frames_per_second"] for r in rays},
