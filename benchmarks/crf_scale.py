@@ -79,7 +79,8 @@ def score(segmenter: Segmenter, real: list, synthetic: list, labelled: list) -> 
             counts = covered["arc" if row["label"] == POSITIVE else "other"]
             counts[0] += int(mask[int(row["y"]), int(row["x"])])
             counts[1] += 1
-    return {"labels_in_mask": {label: f"{inside}/{total}" for label, (inside, total) in covered.items()},"real_pixel_iou": pixels.iou(), "real_iou_per_frame": per_frame, "real_arcs_found": f"{arcs.found}/{arcs.reference}",
+    return {"labels_in_mask": {label: f"{inside}/{total}" for label, (inside, total) in covered.items()},
+            "real_pixel_iou": pixels.iou(), "real_iou_per_frame": per_frame, "real_arcs_found": f"{arcs.found}/{arcs.reference}",
             "real_arcs_real": f"{arcs.real}/{arcs.predicted}", "real_arcfree_sky_claimed": float(np.mean(claimed)), "synthetic_pixel_iou_crf": synth.iou()}
 
 
