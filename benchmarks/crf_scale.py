@@ -19,28 +19,20 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 from arcscan.config import load_settings  # noqa: E402
-from arcscan.core.metrics import ArcDetection, MaskAgreement  # noqa: E402
+from arcscan.core.metrics import MaskAgreement, RealFrameScores  # noqa: E402
 from arcscan.core.model import load_checkpoint  # noqa: E402
 from arcscan.core.patches import POSITIVE, read_label_csv  # noqa: E402
-from arcscan.core.preprocess import ModelView, model_view  # noqa: E402
-from arcscan.core.segment import Segmenter, scan_logits  # noqa: E402
+from arcscan.core.segment import Segmenter  # noqa: E402
 from arcscan.core.synth import mask_path, read_masks  # noqa: E402
-from arcscan.io.frames import Frame, read_frames  # noqa: E402
+from arcscan.io.frames import read_frames  # noqa: E402
 from arcscan.io.reference import references  # noqa: E402
 
 SETTINGS = [{"bilateral_srgb_noise": k} for k in (1.5, 2.0, 2.5, 3.0, 4.0)] + [{"guide_sigma": s} for s in (0.7, 1.5)]
-
-
-def scanned(segmenter: Segmenter, frame: Frame) -> tuple[ModelView, np.ndarray]:
-    """The frame's model view and its scan's probability map."""
-    view = model_view(frame, segmenter.sky_of(frame), segmenter.preprocess)
-    return view, 1.0 / (1.0 + np.exp(-scan_logits(segmenter.model, view.model01, view.model_sky, segmenter.scan)))
 
 
 def labelled_frames(segmenter: Segmenter, folder: Path) -> list:
@@ -51,24 +43,18 @@ def labelled_frames(segmenter: Segmenter, folder: Path) -> list:
     frames = []
     for (name, index), rows in sorted(by_frame.items()):
         frame = read_frames(folder / "train" / name)[index]
-        frames.append((frame, *scanned(segmenter, frame), rows))
+        frames.append((frame, *segmenter.scan_frame(frame)[:2], rows))
     return frames
 
 
 def score(segmenter: Segmenter, real: list, synthetic: list, labelled: list) -> dict:
     """Real and synthetic figures of the segmenter's CRF on the scanned frames."""
-    pixels, arcs, claimed, per_frame, synth = MaskAgreement(), ArcDetection(), [], [], MaskAgreement()
+    real_scores, per_frame, synth = RealFrameScores(segmenter.find_sky.config.near_horizon_elevation), [], MaskAgreement()
     for frame, view, probability, instances, ignored in real:
         result = segmenter.finish(frame, view, probability, 0.0)
-        scored = result.sky & ~ignored
-        if instances.any():
-            single = MaskAgreement()
-            for agreement in (pixels, single):
-                agreement.add(result.mask, instances > 0, scored)
-            per_frame.append({"file": Path(frame.source).name, "iou": single.iou()})
-            arcs.add(result.mask, instances, ~scored, max(1, round(segmenter.objects.min_area / result.scale**2)))
-        else:
-            claimed.append(float(result.mask[scored].mean()))
+        row = real_scores.add(result.mask, result.mask_scan, result.sky, instances, ignored, max(1, round(segmenter.objects.min_area / result.scale**2)))
+        if "iou" in row:
+            per_frame.append({"file": Path(frame.source).name, "iou": row["iou"]})
     for frame, view, probability, truth in synthetic:
         result = segmenter.finish(frame, view, probability, 0.0)
         synth.add(result.mask, truth, result.sky)
@@ -79,9 +65,12 @@ def score(segmenter: Segmenter, real: list, synthetic: list, labelled: list) -> 
             counts = covered["arc" if row["label"] == POSITIVE else "other"]
             counts[0] += int(mask[int(row["y"]), int(row["x"])])
             counts[1] += 1
+    real = real_scores.metrics()
     return {"labels_in_mask": {label: f"{inside}/{total}" for label, (inside, total) in covered.items()},
-            "real_pixel_iou": pixels.iou(), "real_iou_per_frame": per_frame, "real_arcs_found": f"{arcs.found}/{arcs.reference}",
-            "real_arcs_real": f"{arcs.real}/{arcs.predicted}", "real_arcfree_sky_claimed": float(np.mean(claimed)), "synthetic_pixel_iou_crf": synth.iou()}
+            "real_pixel_iou": real["real_pixel_iou"], "real_iou_per_frame": per_frame,
+            "real_arcs_found": f"{real_scores.arcs.found}/{real_scores.arcs.reference}",
+            "real_arcs_real": f"{real_scores.arcs.real}/{real_scores.arcs.predicted}",
+            "real_arcfree_sky_claimed": real["real_arcfree_sky_claimed"], "synthetic_pixel_iou_crf": synth.iou()}
 
 
 def main() -> None:
@@ -92,9 +81,9 @@ def main() -> None:
     settings = load_settings(ROOT / "params.yaml")
     torch.set_num_threads(settings.train.threads)
     segmenter = settings.segmenter(load_checkpoint(args.checkpoint))
-    real = [(frame, *scanned(segmenter, frame), reference.arcs[frame.index], reference.ignore[frame.index])
+    real = [(frame, *segmenter.scan_frame(frame)[:2], reference.arcs[frame.index], reference.ignore[frame.index])
             for reference in references(ROOT / "data" / "real" / "valid") for frame in read_frames(reference.frames)]
-    synthetic = [(frame, *scanned(segmenter, frame), truth) for path in sorted((ROOT / "data" / "test").glob("*.pgm*"))
+    synthetic = [(frame, *segmenter.scan_frame(frame)[:2], truth) for path in sorted((ROOT / "data" / "test").glob("*.pgm*"))
                  for frame, truth in zip(read_frames(path), read_masks(mask_path(path)))]
     labelled = labelled_frames(segmenter, ROOT / "data" / "real")
     rows = []

@@ -24,7 +24,7 @@ from arcscan import mlops
 from arcscan.config import load_settings
 from arcscan.io.frames import read_frames
 from arcscan.io.reference import REFERENCE_SUFFIX, references
-from arcscan.core.metrics import ArcDetection, MaskAgreement, patch_metrics
+from arcscan.core.metrics import MaskAgreement, RealFrameScores, patch_metrics
 from arcscan.core.model import load_checkpoint
 from arcscan.core.patches import PatchSet
 from arcscan.core.plots import loss_curves, roc
@@ -36,58 +36,26 @@ from arcscan.core.train import predict_scores
 
 
 def real_metrics(segmenter: Segmenter, folder: Path, reports: Path) -> tuple[dict, list[dict], list[Path]]:
-    """Metrics on the real validation frames against their reference masks; per-frame rows;
-    overlays (reference outlines green) of the first frame of each file."""
-    pixels, scan_pixels, arcs, arc_free, arc_free_high = MaskAgreement(), MaskAgreement(), ArcDetection(), [], []
-    near_horizon = segmenter.find_sky.config.near_horizon_elevation
+    """Metrics on the real validation frames against their reference masks
+    (:class:`~arcscan.core.metrics.RealFrameScores`); per-frame rows; overlays (reference
+    outlines green) of the first frame of each file."""
+    scores = RealFrameScores(segmenter.find_sky.config.near_horizon_elevation)
     rows, overlays = [], []
     found = references(folder)
     if not found:
         raise SystemExit(f"{folder}: no reference masks (*{REFERENCE_SUFFIX}); run `make data`")
     for reference in progress(found, desc="real frames", unit="file"):
-        name, instances, ignored = reference.frames.name, reference.arcs, reference.ignore
+        name = reference.frames.name
         for frame in read_frames(reference.frames):
-            result = segmenter(frame)
-            truth, scored = instances[frame.index], result.sky & ~ignored[frame.index]
-            row = {"file": name, "frame": frame.index, "sky": result.sky_source, "scale": round(result.scale, 4),
-                   "reference_arcs": int(len(np.unique(truth[truth > 0]))), "claimed": float(result.mask[scored].mean())}
+            result, truth = segmenter(frame), reference.arcs[frame.index]
             geometry = segmenter.find_sky.geometry(frame.site, frame.imager, frame.image.shape)
-            if geometry is not None:
-                high = scored & (np.nan_to_num(geometry.elevation, nan=-90.0) >= near_horizon)
-                row["claimed_above_near_horizon"] = float(result.mask[high].mean()) if high.any() else 0.0
-            if truth.any():
-                single = MaskAgreement()
-                for agreement in (pixels, single):
-                    agreement.add(result.mask, truth > 0, scored)
-                scan_pixels.add(result.mask_scan, truth > 0, scored)
-                detection = ArcDetection()
-                min_area = max(1, round(segmenter.objects.min_area / result.scale**2))
-                for counter in (arcs, detection):
-                    counter.add(result.mask, truth, ~scored, min_area)
-                row.update(iou=single.iou(), found=detection.found, predicted=detection.predicted, real=detection.real)
-            else:
-                arc_free.append(row["claimed"])
-                if "claimed_above_near_horizon" in row:
-                    arc_free_high.append(row["claimed_above_near_horizon"])
-            rows.append(row)
+            row = scores.add(result.mask, result.mask_scan, result.sky, truth, reference.ignore[frame.index],
+                             max(1, round(segmenter.objects.min_area / result.scale**2)), None if geometry is None else geometry.elevation)
+            rows.append({"file": name, "frame": frame.index, "sky": result.sky_source, "scale": round(result.scale, 4), **row})
             if frame.index == 0:
                 picture = overlay(result.image01, result.mask, truth > 0)
                 overlays.append(save_png(picture, reports / "overlays" / f"real_{name.split('.')[0]}.png"))
-    metrics = {
-        "real_pixel_iou": pixels.iou(),
-        "real_pixel_f1": pixels.f1(),
-        "real_pixel_iou_scan": scan_pixels.iou(),
-        "real_arcs_found": arcs.found_share(),
-        "real_arcs_real": arcs.real_share(),
-        "real_reference_arcs": arcs.reference,
-        "real_predicted_arcs": arcs.predicted,
-        "real_arcfree_sky_claimed": float(np.mean(arc_free)) if arc_free else float("nan"),
-        "real_arcfree_sky_claimed_max": float(np.max(arc_free)) if arc_free else float("nan"),
-        "real_arcfree_sky_claimed_above_near_horizon": float(np.mean(arc_free_high)) if arc_free_high else float("nan"),
-        "real_arc_frames": sum(1 for r in rows if r["reference_arcs"]),
-        "real_arcfree_frames": len(arc_free),
-    }
-    return metrics, rows, overlays
+    return scores.metrics(), rows, overlays
 
 
 def main(checkpoint: Path, test_patches: Path, test_frames: Path, real_frames: Path, reports: Path) -> None:

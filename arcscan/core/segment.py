@@ -273,11 +273,15 @@ class Segmenter:
 
     def __call__(self, frame: Frame, sky: Sky | None = None) -> Segmentation:
         """Segment a frame (on ``sky`` when the caller has it from :meth:`sky_of`)."""
-        sky = self.sky_of(frame) if sky is None else sky
-        view = model_view(frame, sky, self.preprocess)
+        return self.finish(frame, *self.scan_frame(frame, sky))
+
+    def scan_frame(self, frame: Frame, sky: Sky | None = None) -> tuple[ModelView, np.ndarray, float]:
+        """The first half of :meth:`__call__`: the frame's model view, its scan's arc
+        probability map (model scale) and the scan's milliseconds."""
+        view = model_view(frame, self.sky_of(frame) if sky is None else sky, self.preprocess)
         start = time.perf_counter()
         probability = 1.0 / (1.0 + np.exp(-scan_logits(self.model, view.model01, view.model_sky, self.scan)))
-        return self.finish(frame, view, probability, (time.perf_counter() - start) * 1000)
+        return view, probability, (time.perf_counter() - start) * 1000
 
     def finish(self, frame: Frame, view: ModelView, probability: np.ndarray, scan_ms: float, crf: bool = True) -> Segmentation:
         """The segmentation of a frame from its scan's probability map at the model's scale:
