@@ -134,10 +134,10 @@ class MaskScores:
         self.pixels, self.boundary, self.arcs, self.min_area = MaskAgreement(), np.zeros(4, np.int64), ArcDetection(), min_area
 
     def add(self, predicted: np.ndarray, frame: "SkyFrame") -> None:
-        self.pixels.add(predicted, frame.truth, frame.fov)
-        self.boundary += boundary_counts(predicted & frame.fov, frame.truth & frame.fov)
+        self.pixels.add(predicted, frame.truth, frame.scored)
+        self.boundary += boundary_counts(predicted & frame.scored, frame.truth & frame.scored)
         if frame.arcs is not None:
-            self.arcs.add(predicted, frame.arcs, ~frame.fov, self.min_area)
+            self.arcs.add(predicted & frame.fov, frame.arcs, ~frame.scored, self.min_area)
 
     def result(self) -> dict[str, float]:
         scores = {"iou": self.pixels.iou(), "f1": self.pixels.f1(), "boundary_f1": boundary_f1(self.boundary)}
@@ -156,9 +156,15 @@ class SkyFrame:
 
     name: str
     image01: np.ndarray
-    fov: np.ndarray
+    fov: np.ndarray  # the sky: scanned, and the CRF's
     truth: np.ndarray
     arcs: np.ndarray | None = None  # reference arc instances (real frames), for arc-level detection
+    ignore: np.ndarray | None = None  # sky the reference leaves unscored (ambiguous arc edges; real frames)
+
+    @property
+    def scored(self) -> np.ndarray:
+        """The pixels scored: the sky without the ignored ones."""
+        return self.fov if self.ignore is None else self.fov & ~self.ignore
 
 
 @dataclass
@@ -195,18 +201,19 @@ def sky_frames(paths: list[Path], config: PreprocessConfig, find_sky: SkyFinder,
 
 def real_sky_frames(folder: Path, settings: Settings, limit: int | None = None) -> tuple[list[SkyFrame], list[SkyFrame]]:
     """The real validation frames (``data/real/valid``) with their reference masks, as the
-    model sees them (model scale; ignored pixels left out of the scored sky): arc frames and
-    arc-free frames. Empty when the folder is absent."""
+    model sees them (model scale; the whole sky scanned, ignored pixels left out of the scored
+    sky, as in ``training/evaluate.py``): arc frames and arc-free frames. Empty when the folder
+    is absent."""
     find_sky, arcs, arc_free = settings.sky_finder(), [], []
     for reference in references(folder):
         for frame in read_frames(reference.frames)[:limit]:
             view = view_of(frame, find_sky, settings.preprocess)
-            scored = view.model_sky & (rescale((~reference.ignore[frame.index]).astype(np.float32), view.scale) > 0.5)
+            ignore = view.model_sky & (rescale(reference.ignore[frame.index].astype(np.float32), view.scale) >= 0.5)
             native, instances = reference.arcs[frame.index], np.zeros(view.model01.shape, np.int32)
             for k in np.unique(native[native > 0]):  # each reference arc brought to the model's scale
                 instances[rescale((native == k).astype(np.float32), view.scale) > 0.5] = k
             name = f"{reference.frames.name}#{frame.index}"
-            (arcs if instances.any() else arc_free).append(SkyFrame(name, view.model01, scored, instances > 0, instances))
+            (arcs if instances.any() else arc_free).append(SkyFrame(name, view.model01, view.model_sky, instances > 0, instances, ignore))
     return arcs, arc_free
 
 
@@ -356,7 +363,7 @@ def segment_frame(model: torch.nn.Module, frame: SkyFrame, scan: ScanConfig, crf
 
 def claimed(model: torch.nn.Module, frames: list[SkyFrame], bench: Benchmark) -> float:
     """Mean share of the scored sky a model's CRF mask claims on arc-free frames."""
-    shares = [float(segment_frame(model, frame, bench.scan, bench.crf)[1][frame.fov].mean()) for frame in frames]
+    shares = [float(segment_frame(model, frame, bench.scan, bench.crf)[1][frame.scored].mean()) for frame in frames]
     return float(np.mean(shares)) if shares else float("nan")
 
 
@@ -407,7 +414,7 @@ def unsupervised_scores(frames: list[SkyFrame], min_area: int, arc_free: list[Sk
             scores.add(unsupervised_mask(frame.image01, frame.fov, rule), frame)
         out[rule] = scores.result()
         if arc_free:
-            out[rule]["arcfree_claimed"] = float(np.mean([unsupervised_mask(f.image01, f.fov, rule)[f.fov].mean() for f in arc_free]))
+            out[rule]["arcfree_claimed"] = float(np.mean([unsupervised_mask(f.image01, f.fov, rule)[f.scored].mean() for f in arc_free]))
     return out
 
 

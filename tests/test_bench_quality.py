@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,3 +60,22 @@ def test_an_unknown_method_is_refused_before_any_work():
     )
     assert result.returncode == 2
     assert "unknown methods ['unknown_method']" in result.stderr and "pnu_default" in result.stderr
+
+
+def test_real_frames_are_scanned_whole_and_scored_without_their_ignored_pixels():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from quality import MaskScores, SkyFrame
+
+    sky, arcs, ignore = np.ones((64, 64), bool), np.zeros((64, 64), np.int16), np.zeros((64, 64), bool)
+    arcs[30:34, 4:60] = 1
+    ignore[28:36, 4:60] = True
+    ignore[30:34, 4:60] = False  # the arc's ambiguous edges are ignored, the arc itself is scored
+    frame = SkyFrame("band", np.zeros((64, 64), np.float32), sky, arcs > 0, arcs, ignore)
+    assert frame.scored.sum() == sky.sum() - ignore.sum()
+    predicted = np.zeros((64, 64), bool)
+    predicted[27:37, 4:60] = True  # the arc drawn wider, across the ignored band
+    scores = MaskScores(min_area=20)
+    scores.add(predicted, frame)
+    result = scores.result()
+    assert (result["arcs_found"], result["predicted_arcs"], result["arcs_real"]) == (1.0, 1, 1.0)
+    assert result["iou"] == pytest.approx(4 * 56 / (6 * 56))  # the two scored rows beyond the band are false
