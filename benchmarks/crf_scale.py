@@ -52,7 +52,7 @@ def score(segmenter: Segmenter, real: list, synthetic: list, labelled: list) -> 
     real_scores, per_frame, synth = RealFrameScores(segmenter.find_sky.config.near_horizon_elevation), [], MaskAgreement()
     for frame, view, probability, instances, ignored in real:
         result = segmenter.finish(frame, view, probability, 0.0)
-        row = real_scores.add(result.mask, result.mask_scan, result.sky, instances, ignored, max(1, round(segmenter.objects.min_area / result.scale**2)))
+        row = real_scores.add(result.mask, result.mask_scan, result.sky, instances, ignored, segmenter.min_area_at(result.scale))
         if "iou" in row:
             per_frame.append({"file": Path(frame.source).name, "iou": row["iou"]})
     for frame, view, probability, truth in synthetic:

@@ -50,7 +50,7 @@ def real_metrics(segmenter: Segmenter, folder: Path, reports: Path) -> tuple[dic
             result, truth = segmenter(frame), reference.arcs[frame.index]
             geometry = segmenter.find_sky.geometry(frame.site, frame.imager, frame.image.shape)
             row = scores.add(result.mask, result.mask_scan, result.sky, truth, reference.ignore[frame.index],
-                             max(1, round(segmenter.objects.min_area / result.scale**2)), None if geometry is None else geometry.elevation)
+                             segmenter.min_area_at(result.scale), None if geometry is None else geometry.elevation)
             rows.append({"file": name, "frame": frame.index, "sky": result.sky_source, "scale": round(result.scale, 4), **row})
             if frame.index == 0:
                 picture = overlay(result.image01, result.mask, truth > 0)

@@ -283,6 +283,11 @@ class Segmenter:
         probability = 1.0 / (1.0 + np.exp(-scan_logits(self.model, view.model01, view.model_sky, self.scan)))
         return view, probability, (time.perf_counter() - start) * 1000
 
+    def min_area_at(self, scale: float) -> int:
+        """The smallest arc object (``objects.min_area``, model pixels) in the pixels of a frame
+        resampled by ``scale`` to the model's."""
+        return max(1, int(round(self.objects.min_area / scale**2)))
+
     def finish(self, frame: Frame, view: ModelView, probability: np.ndarray, scan_ms: float, crf: bool = True) -> Segmentation:
         """The segmentation of a frame from its scan's probability map at the model's scale:
         the CRF (unless disabled, or ``crf`` is False: the scan's mask is final), the mask and
@@ -296,7 +301,6 @@ class Segmenter:
         probability = to_shape(probability.astype(np.float32), shape)
         mask_scan = (probability > 0.5) & sky.mask
         mask = (to_shape(mask.astype(np.float32), shape) > 0.5) & sky.mask if view.scale != 1.0 else mask & sky.mask
-        min_area = max(1, int(round(self.objects.min_area / view.scale**2)))
         return Segmentation(
             image01=view.image01,
             sky=sky.mask,
@@ -305,7 +309,7 @@ class Segmenter:
             mask=mask,
             scale=view.scale,
             sky_source=sky.source,
-            objects=arc_objects(mask, view.image01, min_area, self.find_sky.arc_measure(frame.site, frame.imager, shape, frame.timestamp)),
+            objects=arc_objects(mask, view.image01, self.min_area_at(view.scale), self.find_sky.arc_measure(frame.site, frame.imager, shape, frame.timestamp)),
             arc_fraction=float(mask.sum() / sky.mask.sum()),
             scan_ms=scan_ms,
             crf_ms=crf_ms,
